@@ -91,6 +91,25 @@ def db_stop() -> None:
     typer.echo("embedded PostgreSQL stopped" if _run(stop_embedded) else "embedded PostgreSQL was not running")
 
 
+@db_app.command("billing-password")
+def db_billing_password() -> None:
+    """Set the billing_reader role's password from the BILLING_READER_PASSWORD variable."""
+    import os
+
+    import sqlalchemy as sa
+
+    def _set() -> None:
+        password = os.environ.get("BILLING_READER_PASSWORD")
+        if not password:
+            raise UserError("BILLING_READER_PASSWORD is not set")
+        with _engine().begin() as conn:
+            quoted = conn.execute(sa.text("SELECT quote_literal(:p)"), {"p": password}).scalar_one()
+            conn.exec_driver_sql(f"ALTER ROLE billing_reader WITH LOGIN PASSWORD {quoted}".replace("%", "%%"))
+
+    _run(_set)
+    typer.echo("billing_reader password set")
+
+
 # ---------------------------------------------------------------- load
 @load_app.command("payments")
 def load_payments(

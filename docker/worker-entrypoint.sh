@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Worker container: migrate the database, give billing_reader its password,
+# create the process work pool, deploy both deployments from prefect.yaml and
+# start a worker on the pool.  Every step is idempotent, so a restart is safe.
+set -euo pipefail
+cd "${PAYER_SCORING_HOME:-/app}"
+
+payer-scoring db migrate
+if [ -n "${BILLING_READER_PASSWORD:-}" ]; then
+  payer-scoring db billing-password
+fi
+prefect work-pool create payer-scoring-pool --type process --overwrite
+prefect --no-prompt deploy --all
+exec prefect worker start --pool payer-scoring-pool --type process
