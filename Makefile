@@ -40,3 +40,7 @@ lock: venv
 clean-db: venv
 	-$(BIN)/payer-scoring db stop
 	rm -rf .pgdata
+
+## serve: local Prefect server + UI on :4200, work pool, both deployments, a worker
+serve: venv
+	bash scripts/serve.sh
