@@ -1,0 +1,396 @@
+"""Data drift, performance decay, retrain triggers and the promotion rule.
+
+Plain functions over numpy arrays and DataFrames (no Prefect, no database) so
+tests call them directly; the weekly flow (``flows/weekly_retrain.py``) wires
+them.
+
+Population Stability Index (PSI)
+    ``PSI = sum_i (a_i - e_i) * ln(a_i / e_i)`` over bins, where ``e_i`` is the
+    share of the *reference* sample (the champion's training features) in bin
+    ``i`` and ``a_i`` the share of the current population.  Bins are the
+    reference's quantiles (10 by default), so each bin holds about a tenth of
+    the reference.  Details that keep it finite and meaningful:
+
+    * bins are right-closed intervals between the *distinct* interior
+      quantiles ``(-inf, c_1], (c_1, c_2], ..., (c_k, inf)``; a feature with
+      many ties (e.g. a share that is 0 for 60 % of customers) simply gets
+      fewer bins, and a constant feature gets two, ``(-inf, v]`` and
+      ``(v, inf)``, so any move away from the constant shows up;
+    * missing values (NULL features such as "days since last payment" of a
+      customer who never paid) form a bin of their own;
+    * an empty bin's share is replaced by ``epsilon`` (1e-4 = 0.01 %) before
+      the logarithm; otherwise a single empty bin makes PSI infinite.
+
+    Thresholds 0.10 ("moderate") and 0.25 ("major") are the industry
+    convention of credit-scoring practice (Siddiqi, *Credit Risk Scorecards*,
+    Wiley 2006, ch. 8: < 0.10 no significant change, 0.10-0.25 some change
+    worth investigating, > 0.25 a significant shift).
+
+Two-sample Kolmogorov-Smirnov
+    ``scipy.stats.ks_2samp`` on the non-missing values, reported next to PSI.
+    It is not a trigger: with thousands of customers its p-value is close to 0
+    for shifts far too small to matter, whereas PSI measures the size of a
+    shift.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+PSI_MODERATE = 0.10
+PSI_MAJOR = 0.25
+DEFAULT_BINS = 10
+EPSILON = 1e-4
+#: Categories the model predicts (``new`` is assigned by rule, never predicted).
+PREDICTED_CATEGORIES = ("good", "doubtful", "forgetful", "bad")
+
+
+# ---------------------------------------------------------------- PSI and KS
+def psi_from_shares(expected: Sequence[float], actual: Sequence[float], epsilon: float = EPSILON) -> float:
+    """PSI of two histograms given as shares per bin (each summing to 1).
+
+    Shares below ``epsilon`` are raised to ``epsilon`` (empty bins).  Raises
+    ``ValueError`` when the two have different lengths or are empty.
+    """
+    e = np.asarray(expected, dtype=float)
+    a = np.asarray(actual, dtype=float)
+    if e.shape != a.shape or e.size == 0:
+        raise ValueError(f"PSI needs two histograms of the same non-zero length, got {e.size} and {a.size} bins")
+    e = np.maximum(e, epsilon)
+    a = np.maximum(a, epsilon)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def quantile_cut_points(reference: np.ndarray, bins: int = DEFAULT_BINS) -> np.ndarray:
+    """Distinct interior quantiles of ``reference`` (NaN ignored) that split it into up to ``bins`` bins.
+
+    Returns an increasing array of at most ``bins - 1`` cut points; a constant
+    reference gives one cut point (the constant), an empty one none.
+    """
+    values = np.asarray(reference, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return np.array([], dtype=float)
+    qs = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1], method="linear")
+    cuts = np.unique(qs)
+    return cuts
+
+
+def _numeric_shares(values: np.ndarray, cuts: np.ndarray) -> np.ndarray:
+    """Shares of ``values`` in the bins ``(-inf, c_1], ..., (c_k, inf)`` plus a last bin for NaN."""
+    values = np.asarray(values, dtype=float)
+    missing = np.isnan(values)
+    idx = np.searchsorted(cuts, values[~missing], side="left")  # x == c_i goes to (c_{i-1}, c_i]
+    counts = np.bincount(idx, minlength=cuts.size + 1).astype(float)
+    counts = np.append(counts, missing.sum())
+    total = counts.sum()
+    return counts / total if total else counts
+
+
+def psi(reference: Iterable[float], current: Iterable[float], bins: int = DEFAULT_BINS, epsilon: float = EPSILON) -> float:
+    """PSI of a numeric feature, bins from the reference's quantiles (see module docstring).
+
+    Returns NaN when either sample is empty.
+    """
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(current, dtype=float)
+    if ref.size == 0 or cur.size == 0:
+        return math.nan
+    cuts = quantile_cut_points(ref, bins)
+    return psi_from_shares(_numeric_shares(ref, cuts), _numeric_shares(cur, cuts), epsilon)
+
+
+def categorical_psi(reference: Iterable[object], current: Iterable[object], epsilon: float = EPSILON) -> float:
+    """PSI over category shares; one bin per category seen in either sample (missing is a category)."""
+    ref = pd.Series(list(reference), dtype=object).fillna("<missing>")
+    cur = pd.Series(list(current), dtype=object).fillna("<missing>")
+    if ref.empty or cur.empty:
+        return math.nan
+    cats = sorted(set(ref) | set(cur), key=str)
+    e = ref.value_counts(normalize=True).reindex(cats, fill_value=0.0)
+    a = cur.value_counts(normalize=True).reindex(cats, fill_value=0.0)
+    return psi_from_shares(e.to_numpy(), a.to_numpy(), epsilon)
+
+
+def ks_test(reference: Iterable[float], current: Iterable[float]) -> tuple[float, float]:
+    """Two-sample KS statistic and p-value on the non-missing values; (NaN, NaN) if either is empty."""
+    ref = np.asarray(reference, dtype=float)
+    cur = np.asarray(current, dtype=float)
+    ref = ref[~np.isnan(ref)]
+    cur = cur[~np.isnan(cur)]
+    if ref.size == 0 or cur.size == 0:
+        return math.nan, math.nan
+    result = stats.ks_2samp(ref, cur)
+    return float(result.statistic), float(result.pvalue)
+
+
+def psi_level(value: float, moderate: float = PSI_MODERATE, major: float = PSI_MAJOR) -> str:
+    """``stable`` below ``moderate``, ``moderate`` below ``major``, else ``major`` (NaN: ``unknown``)."""
+    if value is None or math.isnan(value):
+        return "unknown"
+    if value >= major:
+        return "major"
+    if value >= moderate:
+        return "moderate"
+    return "stable"
+
+
+def feature_drift(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    features: Sequence[str],
+    bins: int = DEFAULT_BINS,
+    moderate: float = PSI_MODERATE,
+    major: float = PSI_MAJOR,
+) -> pd.DataFrame:
+    """One row per feature: ``feature, psi, ks_statistic, ks_pvalue, level, reference_mean, current_mean``.
+
+    Numeric columns get quantile-bin PSI and KS; other columns get category
+    PSI and NaN KS.  Raises ``ValueError`` naming the first feature missing
+    from either frame.
+    """
+    rows = []
+    for name in features:
+        for label, frame in (("reference sample", reference), ("current features", current)):
+            if name not in frame.columns:
+                raise ValueError(f"{label}: column {name!r} missing (expected every model feature)")
+        ref, cur = reference[name], current[name]
+        if pd.api.types.is_bool_dtype(ref) or pd.api.types.is_numeric_dtype(ref):
+            ref_f = pd.to_numeric(ref, errors="coerce").astype(float).to_numpy()
+            cur_f = pd.to_numeric(cur, errors="coerce").astype(float).to_numpy()
+            value = psi(ref_f, cur_f, bins)
+            ks_stat, ks_p = ks_test(ref_f, cur_f)
+            ref_mean = float(np.nanmean(ref_f)) if np.isfinite(ref_f).any() else math.nan
+            cur_mean = float(np.nanmean(cur_f)) if np.isfinite(cur_f).any() else math.nan
+        else:
+            value = categorical_psi(ref, cur)
+            ks_stat = ks_p = ref_mean = cur_mean = math.nan
+        rows.append(
+            {
+                "feature": name,
+                "psi": value,
+                "ks_statistic": ks_stat,
+                "ks_pvalue": ks_p,
+                "level": psi_level(value, moderate, major),
+                "reference_mean": ref_mean,
+                "current_mean": cur_mean,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["feature", "psi", "ks_statistic", "ks_pvalue", "level", "reference_mean", "current_mean"]
+    )
+
+
+def category_shares(categories: Iterable[str], order: Sequence[str] = PREDICTED_CATEGORIES) -> dict[str, float]:
+    """Share (0-1) of each category in ``order``; categories outside ``order`` are ignored."""
+    s = pd.Series(list(categories), dtype=object)
+    s = s[s.isin(order)]
+    if s.empty:
+        return {c: 0.0 for c in order}
+    counts = s.value_counts(normalize=True)
+    return {c: float(counts.get(c, 0.0)) for c in order}
+
+
+def category_share_shift(
+    reference: Mapping[str, float], current: Mapping[str, float], order: Sequence[str] = PREDICTED_CATEGORIES
+) -> dict[str, object]:
+    """Shift of predicted-category shares: ``{"reference": {...}, "current": {...}, "change": {...}, "psi": x}``.
+
+    ``change`` is current minus reference share per category (points of 0-1).
+    """
+    e = [reference.get(c, 0.0) for c in order]
+    a = [current.get(c, 0.0) for c in order]
+    return {
+        "reference": {c: float(v) for c, v in zip(order, e)},
+        "current": {c: float(v) for c, v in zip(order, a)},
+        "change": {c: float(y - x) for c, x, y in zip(order, e, a)},
+        "psi": psi_from_shares(e, a) if sum(e) > 0 and sum(a) > 0 else math.nan,
+    }
+
+
+# ---------------------------------------------------------------- performance decay
+def macro_f1(true: Iterable[str], predicted: Iterable[str], labels: Sequence[str] = PREDICTED_CATEGORIES) -> float:
+    """Macro-F1 (0-1) over the classes of ``labels`` that occur among the true or predicted values; NaN if empty."""
+    from sklearn.metrics import f1_score
+
+    y_true = list(true)
+    y_pred = list(predicted)
+    if not y_true:
+        return math.nan
+    present = [c for c in labels if c in set(y_true) | set(y_pred)]
+    return float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0))
+
+
+# ---------------------------------------------------------------- triggers
+@dataclass(frozen=True)
+class RetrainPolicy:
+    """Trigger thresholds (from settings; see ``payer_scoring/settings.py``)."""
+
+    drifted_share_max: float = 0.30
+    key_features: tuple[str, ...] = ()
+    key_feature_psi: float = PSI_MAJOR
+    f1_drop: float = 0.05
+    max_champion_age_days: int = 90
+    psi_moderate: float = PSI_MODERATE
+
+
+@dataclass
+class PerformanceDecay:
+    """Realized vs expected quality of predictions whose performance window has matured."""
+
+    predictions_as_of: str | None = None
+    model_version: str | None = None
+    n: int = 0
+    realized_macro_f1: float | None = None
+    expected_macro_f1: float | None = None
+    note: str = ""
+
+    @property
+    def drop(self) -> float | None:
+        if self.realized_macro_f1 is None or self.expected_macro_f1 is None:
+            return None
+        return self.expected_macro_f1 - self.realized_macro_f1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["drop"] = self.drop
+        return d
+
+
+@dataclass
+class RetrainDecision:
+    """Whether to train a challenger, which triggers fired (codes) and why (one sentence each)."""
+
+    retrain: bool
+    triggers: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(self.reasons)
+
+
+def decide_retrain(
+    *,
+    has_champion: bool,
+    force: bool,
+    drift: pd.DataFrame | None,
+    decay: PerformanceDecay | None,
+    champion_age_days: int | None,
+    policy: RetrainPolicy,
+) -> RetrainDecision:
+    """Apply the triggers in a fixed order; every trigger that fires is listed.
+
+    Triggers (codes): ``no_champion``; ``force``; ``drifted_share`` (share of
+    features with PSI >= ``policy.psi_moderate`` above
+    ``policy.drifted_share_max``); ``key_feature_psi`` (a key feature with PSI
+    >= ``policy.key_feature_psi``); ``performance_decay`` (realized macro-F1
+    lower than the model's holdout macro-F1 by >= ``policy.f1_drop``);
+    ``champion_age`` (champion trained more than
+    ``policy.max_champion_age_days`` days before the as-of date).  With no
+    trigger, ``reasons`` says which checks passed and by how much.
+    """
+    triggers: list[str] = []
+    reasons: list[str] = []
+    calm: list[str] = []
+    if not has_champion:
+        triggers.append("no_champion")
+        reasons.append("no champion model: the first model trained becomes champion")
+    if force:
+        triggers.append("force")
+        reasons.append("retrain forced by the caller (--force)")
+    if drift is not None and not drift.empty:
+        scored = drift.dropna(subset=["psi"])
+        drifted = scored[scored["psi"] >= policy.psi_moderate]
+        share = len(drifted) / len(scored) if len(scored) else 0.0
+        if share > policy.drifted_share_max:
+            triggers.append("drifted_share")
+            reasons.append(
+                f"{len(drifted)} of {len(scored)} features ({share:.0%}) have PSI >= {policy.psi_moderate:.2f}, "
+                f"above the limit {policy.drifted_share_max:.0%}: " + ", ".join(drifted["feature"])
+            )
+        else:
+            calm.append(
+                f"{len(drifted)} of {len(scored)} features ({share:.0%}) have PSI >= {policy.psi_moderate:.2f} "
+                f"(limit {policy.drifted_share_max:.0%})"
+            )
+        key = scored[scored["feature"].isin(policy.key_features) & (scored["psi"] >= policy.key_feature_psi - 1e-12)]
+        if not key.empty:
+            triggers.append("key_feature_psi")
+            reasons.append(
+                f"key feature(s) with PSI >= {policy.key_feature_psi:.2f}: "
+                + ", ".join(f"{r.feature} ({r.psi:.3f})" for r in key.itertuples())
+            )
+        elif policy.key_features:
+            worst = scored[scored["feature"].isin(policy.key_features)]
+            if not worst.empty:
+                top = worst.loc[worst["psi"].idxmax()]
+                calm.append(f"largest key-feature PSI {top['psi']:.3f} ({top['feature']}) < {policy.key_feature_psi:.2f}")
+    if decay is not None and decay.drop is not None:
+        if decay.drop >= policy.f1_drop - 1e-9:  # 0.60 - 0.55 is 0.04999... in floating point
+            triggers.append("performance_decay")
+            reasons.append(
+                f"realized macro-F1 {decay.realized_macro_f1:.3f} on {decay.n} matured predictions of "
+                f"{decay.predictions_as_of} is {decay.drop:.3f} below the holdout macro-F1 "
+                f"{decay.expected_macro_f1:.3f} (limit {policy.f1_drop:.2f})"
+            )
+        else:
+            calm.append(
+                f"realized macro-F1 {decay.realized_macro_f1:.3f} vs holdout {decay.expected_macro_f1:.3f} "
+                f"(drop {decay.drop:.3f} < {policy.f1_drop:.2f})"
+            )
+    elif decay is not None and decay.note:
+        calm.append(f"performance decay not checked: {decay.note}")
+    if champion_age_days is not None:
+        if champion_age_days > policy.max_champion_age_days:
+            triggers.append("champion_age")
+            reasons.append(
+                f"champion trained {champion_age_days} days before the as-of date (limit {policy.max_champion_age_days})"
+            )
+        else:
+            calm.append(f"champion age {champion_age_days} days (limit {policy.max_champion_age_days})")
+    if triggers:
+        return RetrainDecision(True, triggers, reasons)
+    return RetrainDecision(False, [], ["no retrain trigger fired: " + "; ".join(calm) if calm else "no retrain trigger fired"])
+
+
+# ---------------------------------------------------------------- promotion
+@dataclass(frozen=True)
+class PromotionRule:
+    """Promote the challenger only when it is not worse than the champion by more than these margins."""
+
+    max_f1_drop: float = 0.01
+    max_log_loss_increase: float = 0.02
+
+
+def promotion_decision(
+    champion: Mapping[str, float] | None, challenger: Mapping[str, float], rule: PromotionRule
+) -> tuple[bool, str]:
+    """``(promote, reason)`` from metrics on the same holdout (keys ``macro_f1``, ``log_loss``).
+
+    Rule: promote when ``challenger.macro_f1 >= champion.macro_f1 - max_f1_drop``
+    and ``challenger.log_loss <= champion.log_loss + max_log_loss_increase``;
+    with no champion the challenger is promoted.  Ties go to the challenger: it
+    was trained on the more recent data.
+    """
+    if champion is None:
+        return True, "no champion: the first model becomes champion"
+    f1_gap = champion["macro_f1"] - challenger["macro_f1"]
+    ll_gap = challenger["log_loss"] - champion["log_loss"]
+    f1_ok = f1_gap <= rule.max_f1_drop + 1e-12
+    ll_ok = ll_gap <= rule.max_log_loss_increase + 1e-12
+    figures = (
+        f"macro-F1 challenger {challenger['macro_f1']:.4f} vs champion {champion['macro_f1']:.4f} "
+        f"(allowed drop {rule.max_f1_drop:.3f}); log-loss challenger {challenger['log_loss']:.4f} vs champion "
+        f"{champion['log_loss']:.4f} (allowed increase {rule.max_log_loss_increase:.3f})"
+    )
+    if f1_ok and ll_ok:
+        return True, "challenger promoted: " + figures
+    failed = [w for w, ok in (("macro-F1", f1_ok), ("log-loss", ll_ok)) if not ok]
+    return False, f"challenger rejected ({' and '.join(failed)} worse beyond the margin): " + figures
