@@ -40,6 +40,23 @@ class Settings(BaseSettings):
     load_chunk_rows: int = Field(default=50_000, gt=0, description="Rows per COPY chunk when loading CSV files.")
     horizon_days: int = Field(default=90, gt=0, description="Performance window H in days.")
     snapshot_every_days: int = Field(default=14, gt=0, description="Days S between training snapshots.")
+    # Weekly retrain on drift (flows/weekly_retrain.py; the thresholds are explained in tasks/drift.py).
+    drift_bins: int = Field(default=10, ge=2, description="PSI bins: quantiles of the champion's reference sample.")
+    drift_drifted_share_max: float = Field(default=0.30, ge=0, le=1, description="Retrain when the share of features with PSI >= 0.10 exceeds this.")
+    drift_key_features: str = Field(
+        default="late_share,late_share_90d,recent3_late_share,dpd_mean_days,dpd_p90_days",
+        description="Comma-separated key features: any of them with PSI >= drift_key_feature_psi triggers a retrain.",
+    )
+    drift_key_feature_psi: float = Field(default=0.25, gt=0, description="PSI of a key feature that triggers a retrain (0.25 = 'major').")
+    retrain_f1_drop: float = Field(default=0.05, gt=0, le=1, description="Retrain when realized macro-F1 is this much below the holdout macro-F1.")
+    retrain_max_champion_age_days: int = Field(default=90, gt=0, description="Retrain when the champion was trained more than this many days before the as-of date.")
+    decay_min_predictions: int = Field(default=200, gt=0, description="Fewest matured predictions needed to measure realized macro-F1.")
+    promote_max_f1_drop: float = Field(default=0.01, ge=0, le=1, description="Challenger promoted only if its macro-F1 is at most this much below the champion's.")
+    promote_max_log_loss_increase: float = Field(default=0.02, ge=0, description="... and its log-loss at most this much above the champion's.")
+
+    def key_features(self) -> tuple[str, ...]:
+        """``drift_key_features`` as a tuple of names."""
+        return tuple(name.strip() for name in self.drift_key_features.split(",") if name.strip())
 
     def today(self) -> date:
         """Today's date in the configured timezone (the default as-of date)."""
