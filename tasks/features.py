@@ -1,0 +1,119 @@
+"""Point-in-time customer features as of a date T, computed inside PostgreSQL.
+
+The query is ``sql/customer_features.sql`` (its header defines every term:
+matured, late, days past due, the neutral values).  :func:`compute_features`
+is the plain function; :func:`extract_features` the Prefect task around it.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import sqlalchemy as sa
+from prefect import task
+from sqlalchemy.engine import Engine
+
+from payer_scoring.db import read_sql
+from payer_scoring.rules import Rules, load_rules
+
+# Model inputs, in the query's column order.  Units follow the names: n_* counts,
+# *_share shares 0-1, *_days days, *_brl BRL; company_is_* are 0/1 flags.
+FEATURE_COLUMNS: list[str] = [
+    "n_bills",                 # bills issued on or before T (excluded statuses left out)
+    "n_matured_bills",         # matured bills (same as n_matured, as a model input)
+    "n_late",                  # matured bills paid after due + grace, or unpaid at T
+    "n_paid_early",            # bills paid by T before their due date (matured or not)
+    "n_unpaid_overdue",        # matured bills unpaid at T
+    "late_share",              # n_late / n_matured (0 when nothing matured)
+    "dpd_mean_days",           # mean days past due over matured bills (paid date or T minus due, >= 0)
+    "dpd_max_days",            # max days past due over matured bills
+    "dpd_p90_days",            # 90th percentile (continuous) of days past due over matured bills
+    "paid_delay_mean_days",    # mean signed delay (paid date - due) of bills paid by T; < 0 = early
+    "recent3_late_share",      # late share of the 3 most recently due matured bills
+    "recent3_dpd_mean_days",   # mean days past due of those 3 bills
+    "n_matured_90d",           # bills that matured in the last 90 days
+    "late_share_90d",          # late share of those (no such bill: the overall late share)
+    "late_share_prev90d",      # late share of bills that matured 90-180 days ago (fallback: overall)
+    "late_share_trend",        # late_share_90d - late_share_prev90d (> 0: getting worse)
+    "tenure_days",             # T - first issue date
+    "since_last_bill_days",    # T - last issue date
+    "since_last_payment_days", # T - last payment date (never paid: tenure_days)
+    "since_last_late_days",    # T - due + grace of the last late bill (never late: tenure_days)
+    "n_open",                  # bills unpaid at T (due or not)
+    "open_brl",                # billing amount of those
+    "overdue_brl",             # billing amount of the matured unpaid bills
+    "n_upcoming_open",         # unpaid bills known at T that mature within the horizon
+    "n_upcoming_prepaid",      # bills already paid at T that mature within the horizon
+    "n_bills_90d",             # bills issued in the last 90 days (billing frequency)
+    "mean_amount_brl",         # mean billing amount
+    "max_amount_brl",          # max billing amount
+    "instalment_share",        # share of bills that are one instalment of several (k/n, n > 1)
+    "pix_share",               # share of bills whose payment_method mentions pix
+    "boleto_share",            # ... boleto / bank slip
+    "card_share",              # ... card / cartao
+    "by_mail_share",           # share of bills sent by mail
+    "by_whatsapp_share",       # share of bills sent by WhatsApp
+    "n_protest_events",        # protest / credit-bureau events known at T (see the SQL header)
+    "company_late_share",      # late share of all matured bills of the customer's company at T
+    "company_n_customers",     # customers of the company with a bill by T
+    "company_is_churn_risk",   # companies.is_churn_risk (0/1; unknown company 0)
+    "company_is_key_account",  # companies.is_key_account (0/1; unknown company 0)
+]
+ID_COLUMNS: list[str] = ["company_id", "customer_id", "n_matured", "observed_category"]
+
+
+def compute_features(
+    engine: Engine,
+    as_of: date,
+    rules: Rules | None = None,
+    exclude_run_id: str | None = None,
+    *,
+    horizon_days: int | None = None,
+) -> pd.DataFrame:
+    """Features of every customer with a bill issued on or before ``as_of``.
+
+    One row per (company_id, customer_id), sorted by them; columns
+    ``ID_COLUMNS`` (n_matured int, observed_category one of new/good/doubtful/
+    forgetful/bad) then ``FEATURE_COLUMNS`` (float64, never NaN).  Bills
+    quarantined in the scoring run ``exclude_run_id`` are left out (None:
+    none).  ``horizon_days`` (default ``settings.horizon_days``) sets the
+    window of the n_upcoming_* features.  ``rules`` default: ``load_rules()``.
+    """
+    rules = rules or load_rules()
+    if horizon_days is None:
+        from payer_scoring.settings import get_settings
+
+        horizon_days = get_settings().horizon_days
+    params = {
+        **rules.sql_params(),
+        "as_of": as_of,
+        "horizon_days": int(horizon_days),
+        "exclude_run_id": exclude_run_id,
+    }
+    with engine.connect() as conn:
+        frame = pd.read_sql(sa.text(read_sql("customer_features")), conn, params=params)
+    return _typed(frame)
+
+
+def _typed(frame: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in ID_COLUMNS + FEATURE_COLUMNS if c not in frame.columns]
+    if missing:  # the SQL and FEATURE_COLUMNS drifted apart: a programming error
+        raise RuntimeError(f"sql/customer_features.sql does not return {missing}")
+    out = frame[ID_COLUMNS + FEATURE_COLUMNS].copy()
+    out["company_id"] = out["company_id"].astype(str)
+    out["customer_id"] = out["customer_id"].astype(str)
+    out["observed_category"] = out["observed_category"].astype(str)
+    out["n_matured"] = out["n_matured"].astype("int64")
+    out[FEATURE_COLUMNS] = out[FEATURE_COLUMNS].astype("float64")
+    return out.reset_index(drop=True)
+
+
+@task(name="extract_features", retries=3, retry_delay_seconds=[5, 20, 60])
+def extract_features(
+    as_of: date, rules: Rules | None = None, exclude_run_id: str | None = None
+) -> pd.DataFrame:
+    """Prefect task: :func:`compute_features` on the configured database (retried: it touches the DB)."""
+    from payer_scoring.db import get_engine
+
+    return compute_features(get_engine(), as_of, rules, exclude_run_id)
