@@ -42,7 +42,9 @@ def _run(fn):
     """Run ``fn`` and turn the project's expected errors into a one-line message."""
     from payer_scoring.db import DatabaseError
 
-    expected = [UserError, DatabaseError, FileNotFoundError]
+    from payer_scoring.generator import GeneratorError
+
+    expected = [UserError, DatabaseError, FileNotFoundError, GeneratorError]
     try:
         from payer_scoring.loading import LoadError
 
