@@ -202,3 +202,21 @@ def test_csv_files_use_the_export_layouts(tmp_path):
     companies = pd.read_csv(tmp_path / "companies.csv", dtype=str, keep_default_na=False)
     assert list(companies.columns) == list(gen.COMPANY_COLUMNS)
     assert len(pd.read_csv(tmp_path / "synthetic_truth.csv")) == len(truth)
+
+
+def test_lateness_also_depends_on_company_risk_method_and_channel():
+    """Signal beyond a customer's own late share: directional effects the model can learn."""
+    export, p, _ = _frames(customers=10_000, seed=21)
+    q = p[(p["paid_at_dte"] != "")].copy()
+    q["late"] = q["paid_at_dte"] > q["due_date_dte"]
+    q["delay"] = (pd.to_datetime(q["paid_at_dte"]) - pd.to_datetime(q["due_date_dte"])).dt.days
+    risky = set(export.companies.loc[export.companies["is_churn_risk"] == "true", "company_id"])
+    q["risk"] = q["company_id"].isin(risky)
+    assert q.groupby("risk")["late"].mean().diff().iloc[-1] > 0.02
+    delays = q[q["late"]].groupby("risk")["delay"].mean()
+    assert delays[True] > 1.5 * delays[False]  # profile: about 8 vs 18 days
+    assert q.groupby("by_whatsapp")["late"].mean()["true"] < q.groupby("by_whatsapp")["late"].mean()["false"]
+    by_method = q.groupby("payment_method")["late"].mean()
+    assert by_method["credit_card"] < by_method["boleto"]
+    early = (q["delay"] < 0).mean()
+    assert 0.3 < early < 0.7  # early payment is common
