@@ -165,6 +165,17 @@ def generate(
     typer.echo(summary)
 
 
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Customers to generate when `payments` is empty.", min=100)] = 20_000,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
+) -> None:
+    """Generate data (first run only), train the first champion, score everyone, show the result."""
+    from payer_scoring.demo import run_demo
+
+    _run(lambda: run_demo(customers=customers, seed=seed, echo=typer.echo))
+
+
 def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
         return None
