@@ -170,27 +170,42 @@ class Layout:
         missing = [c for c in self.source_columns() if c not in index]
         if missing:
             raise KeyError(missing)
-        return RowConverter([(rule.label, _compile(rule, index, self.base_date)) for rule in self.rules])
+        converter = RowConverter(fixed=[None] * len(self.rules))
+        for position, rule in enumerate(self.rules):
+            cell = _compile(rule, index, self.base_date)
+            if not rule.source_columns():  # constant or unmapped: the same value on every row
+                try:
+                    converter.fixed[position] = cell([])
+                    continue
+                except CellError:  # cannot happen for validated constants; report it on every row then
+                    pass
+            converter.cells.append((position, rule.label, cell))
+        return converter
 
 
 @dataclass
 class RowConverter:
-    """Turns one CSV record into the 39 typed values, or the list of problems found."""
+    """Turns one CSV record into the 39 typed values, or the list of problems found.
 
-    cells: list[tuple[str, Callable[[list[str]], Any]]] = field(default_factory=list)
+    ``fixed`` holds the value of every target that does not depend on the row
+    (constants, unmapped = NULL), computed once; ``cells`` are the
+    (position, label, function) of the targets read from the row.
+    """
+
+    fixed: list[Any] = field(default_factory=list)
+    cells: list[tuple[int, str, Callable[[list[str]], Any]]] = field(default_factory=list)
 
     def convert(self, record: list[str]) -> tuple[list[Any], list[CellError]]:
         """Return (values in PAYMENT_COLUMNS order, problems); values are unusable when problems exist."""
-        values: list[Any] = []
+        values = self.fixed.copy()
         problems: list[CellError] = []
-        for label, cell in self.cells:
+        for position, label, cell in self.cells:
             try:
-                values.append(cell(record))
+                values[position] = cell(record)
             except CellError as exc:
                 if exc.column is None:
                     exc.column = label
                 problems.append(exc)
-                values.append(None)
         return values, problems
 
 

@@ -22,6 +22,10 @@ _NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
 _WHOLE = re.compile(r"[+-]?\d+(?:\.0*)?")
 _INSTALLMENT = re.compile(r"\d{1,6}/\d{1,6}")
 
+# strptime formats that read the same texts as the ISO parsers (which are ~10x faster than strptime).
+_ISO_DATE_FORMATS = frozenset({"%Y-%m-%d"})
+_ISO_TIMESTAMP_FORMATS = frozenset({"%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f"})
+
 TRUE_TEXTS = frozenset({"true", "t", "1", "yes", "y"})
 FALSE_TEXTS = frozenset({"false", "f", "0", "no", "n"})
 
@@ -57,7 +61,7 @@ def text_parser() -> Parser:
 
 def date_parser(fmt: str | None = None) -> Parser:
     """``datetime.date`` from ``YYYY-MM-DD`` (or from ``fmt``, a strptime format; time parts dropped)."""
-    if fmt is None:
+    if fmt is None or fmt in _ISO_DATE_FORMATS:
 
         def parse(value: str) -> date:
             value = value.strip()
@@ -66,11 +70,21 @@ def date_parser(fmt: str | None = None) -> Parser:
                     return date.fromisoformat(value)
                 except ValueError:
                     pass
-            raise CellError(value, EXPECT_DATE)
+            raise CellError(value, EXPECT_DATE if fmt is None else f"date {fmt}")
 
         return parse
 
     expected = f"date {fmt}"
+    if fmt in _ISO_TIMESTAMP_FORMATS:  # a timestamp read into a date target: keep the date
+        iso = timestamp_parser()
+
+        def parse_iso(value: str) -> date:
+            try:
+                return iso(value).date()
+            except CellError:
+                raise CellError(value, expected) from None
+
+        return parse_iso
 
     def parse_fmt(value: str) -> date:
         try:
@@ -83,7 +97,8 @@ def date_parser(fmt: str | None = None) -> Parser:
 
 def timestamp_parser(fmt: str | None = None) -> Parser:
     """Naive ``datetime`` from ``YYYY-MM-DD HH:MM:SS[.ffffff]`` (date alone = midnight), or from ``fmt``."""
-    if fmt is None:
+    if fmt is None or fmt in _ISO_TIMESTAMP_FORMATS:
+        iso_expected = EXPECT_TIMESTAMP if fmt is None else f"timestamp {fmt}"
 
         def parse(value: str) -> datetime:
             value = value.strip()
@@ -92,7 +107,7 @@ def timestamp_parser(fmt: str | None = None) -> Parser:
                     return datetime.fromisoformat(value)
                 except ValueError:
                     pass
-            raise CellError(value, EXPECT_TIMESTAMP)
+            raise CellError(value, iso_expected)
 
         return parse
 

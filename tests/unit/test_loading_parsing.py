@@ -144,3 +144,14 @@ def test_company_floats_keep_infinity_and_read_nan_as_null():
 def test_text_with_nul_is_refused():
     with pytest.raises(CellError):
         parsing.text_parser()("a\x00b")
+
+
+def test_iso_shaped_strptime_formats_take_the_fast_path_with_the_same_wording():
+    parse = parsing.timestamp_parser("%Y-%m-%d %H:%M:%S.%f")
+    assert parse("2016-05-17 10:37:00.000000") == datetime(2016, 5, 17, 10, 37)
+    with pytest.raises(CellError) as err:
+        parse("17/05/2016 10:37")
+    assert err.value.expected == "timestamp %Y-%m-%d %H:%M:%S.%f"
+    with pytest.raises(CellError) as err:
+        parsing.date_parser("%Y-%m-%d %H:%M:%S.%f")("2016-02-30 00:00:00.000000")
+    assert err.value.expected == "date %Y-%m-%d %H:%M:%S.%f"
