@@ -185,6 +185,22 @@ def test_duplicates_across_chunks_keep_the_last_line(clean_db, tmp_path):
     ]
 
 
+def test_memory_does_not_grow_with_the_file(clean_db, tmp_path):
+    import tracemalloc
+
+    peaks = {}
+    for n in (1_000, 4_000):
+        source = write_csv(tmp_path / f"rows_{n}.csv", [row(payment_number=f"M{n}-{i}") for i in range(n)])
+        tracemalloc.start()
+        report = load_payments_file(clean_db, source, rejects_path=tmp_path / "r.csv", chunk_rows=250)
+        peaks[n] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert report.inserted == n
+    # 4x the rows, same chunk size: the peak is about one chunk (~0.8 MB), not the file
+    # (holding 4,000 parsed rows would take ~5.5 MB).
+    assert peaks[4_000] < peaks[1_000] * 1.3 + 200_000, peaks
+
+
 # ---------------------------------------------------------------- threshold
 
 
