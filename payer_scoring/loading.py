@@ -46,7 +46,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from payer_scoring import parsing
 from payer_scoring.db import copy_rows, read_sql
-from payer_scoring.mapping import PAYMENT_COLUMNS, Layout, MappingError, export_layout, load_mapping
+from payer_scoring.mapping import PAYMENT_COLUMNS, MappingError, export_layout, load_mapping
 from payer_scoring.parsing import CellError
 from payer_scoring.settings import get_settings
 

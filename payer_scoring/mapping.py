@@ -13,7 +13,7 @@ CSV layout.  It is small and declarative::
       payment_status: {if_present: SettledDate, then: paid, else: pending}
       issue_date_dte: {column: InvoiceDate, format: "%m/%d/%Y"}  # strptime format
       due_date_dte: {column: DAYS_INSTALMENT, relative_days: true}  # base_date + N days
-      issue_date_dte: {column: DAYS_INSTALMENT, relative_days: true, add_days: -30}
+      original_due_date_dte: {column: DAYS_INSTALMENT, relative_days: true, add_days: -30}
       by_mail: {column: PaperlessBill, values: {"Electronic": "true", "Paper": "false"}}
       paid_amount: {column: AMT_PAYMENT, default: "0"}  # used when the cell is empty
 
