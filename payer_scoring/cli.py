@@ -176,6 +176,29 @@ def demo(
     _run(lambda: run_demo(customers=customers, seed=seed, echo=typer.echo))
 
 
+@app.command()
+def retrain(
+    force: Annotated[bool, typer.Option("--force", help="Train a challenger even when no trigger fires.")] = False,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date YYYY-MM-DD. Default: today, capped at the data's last date.")] = None,
+) -> None:
+    """Weekly retrain on drift: drift report, retrain decision, challenger vs champion, promotion."""
+    day = _parse_date(as_of, "--as-of")
+
+    def run() -> dict:
+        from flows.weekly_retrain import retrain_on_drift
+        from models.registry import RegistryError
+        from models.training import TrainingError
+        from payer_scoring.rules import RulesError
+
+        try:
+            return retrain_on_drift(force=force, as_of=day)
+        except (TrainingError, RegistryError, RulesError) as exc:
+            raise UserError(str(exc)) from exc
+
+    report = _run(run)
+    _print_json({k: report.get(k) for k in ("id", "as_of_date", "decision", "reason", "triggers", "champion_version", "challenger_version")})
+
+
 def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
         return None

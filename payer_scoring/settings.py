@@ -42,12 +42,18 @@ class Settings(BaseSettings):
     snapshot_every_days: int = Field(default=14, gt=0, description="Days S between training snapshots.")
     # Weekly retrain on drift (flows/weekly_retrain.py; the thresholds are explained in tasks/drift.py).
     drift_bins: int = Field(default=10, ge=2, description="PSI bins: quantiles of the champion's reference sample.")
-    drift_drifted_share_max: float = Field(default=0.30, ge=0, le=1, description="Retrain when the share of features with PSI >= 0.10 exceeds this.")
+    drift_drifted_share_max: float = Field(default=0.30, ge=0, le=1, description="Retrain when the share of drifted features (PSI >= 0.10 and KS significant) exceeds this.")
+    drift_ks_alpha: float = Field(default=0.01, gt=0, lt=1, description="A feature counts as drifted only when its KS p-value is below this (and PSI >= 0.10).")
     drift_key_features: str = Field(
         default="late_share,late_share_90d,recent3_late_share,dpd_mean_days,dpd_p90_days",
         description="Comma-separated key features: any of them with PSI >= drift_key_feature_psi triggers a retrain.",
     )
     drift_key_feature_psi: float = Field(default=0.25, gt=0, description="PSI of a key feature that triggers a retrain (0.25 = 'major').")
+    drift_exempt_features: str = Field(
+        default="tenure_days,company_n_customers",
+        description="Comma-separated features whose PSI is reported but not counted by the triggers (they grow with calendar time).",
+    )
+    drift_active_days: int = Field(default=60, gt=0, description="Drift compares customers with a bill issued in the last N days (or one falling due within the horizon).")
     retrain_f1_drop: float = Field(default=0.05, gt=0, le=1, description="Retrain when realized macro-F1 is this much below the holdout macro-F1.")
     retrain_max_champion_age_days: int = Field(default=90, gt=0, description="Retrain when the champion was trained more than this many days before the as-of date.")
     decay_min_predictions: int = Field(default=200, gt=0, description="Fewest matured predictions needed to measure realized macro-F1.")
@@ -57,6 +63,10 @@ class Settings(BaseSettings):
     def key_features(self) -> tuple[str, ...]:
         """``drift_key_features`` as a tuple of names."""
         return tuple(name.strip() for name in self.drift_key_features.split(",") if name.strip())
+
+    def exempt_features(self) -> tuple[str, ...]:
+        """``drift_exempt_features`` as a tuple of names."""
+        return tuple(name.strip() for name in self.drift_exempt_features.split(",") if name.strip())
 
     def today(self) -> date:
         """Today's date in the configured timezone (the default as-of date)."""

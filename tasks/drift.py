@@ -27,10 +27,15 @@ Population Stability Index (PSI)
     worth investigating, > 0.25 a significant shift).
 
 Two-sample Kolmogorov-Smirnov
-    ``scipy.stats.ks_2samp`` on the non-missing values, reported next to PSI.
-    It is not a trigger: with thousands of customers its p-value is close to 0
-    for shifts far too small to matter, whereas PSI measures the size of a
-    shift.
+    ``scipy.stats.ks_2samp`` on the non-missing values.  PSI measures how big
+    a shift is, KS whether it is real: with a few hundred current customers an
+    unchanged feature scores PSI 0.05-0.15 by sampling noise alone (the
+    expected PSI of two samples of one distribution is about
+    ``(bins - 1) * (1/n_reference + 1/n_current)``), while with tens of
+    thousands KS finds shifts far too small to matter.  So a feature counts as
+    **drifted** only when both hold: PSI >= 0.10 and KS p-value < ``ks_alpha``
+    (0.01 by default; a feature without a KS test, e.g. categorical, needs only
+    the PSI).  ``level`` is the PSI's alone, ``drifted`` the combined flag.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from scipy import stats
 PSI_MODERATE = 0.10
 PSI_MAJOR = 0.25
 DEFAULT_BINS = 10
+KS_ALPHA = 0.01
 EPSILON = 1e-4
 #: Categories the model predicts (``new`` is assigned by rule, never predicted).
 PREDICTED_CATEGORIES = ("good", "doubtful", "forgetful", "bad")
@@ -148,8 +154,12 @@ def feature_drift(
     bins: int = DEFAULT_BINS,
     moderate: float = PSI_MODERATE,
     major: float = PSI_MAJOR,
+    ks_alpha: float = KS_ALPHA,
 ) -> pd.DataFrame:
-    """One row per feature: ``feature, psi, ks_statistic, ks_pvalue, level, reference_mean, current_mean``.
+    """One row per feature: ``feature, psi, ks_statistic, ks_pvalue, level, drifted, reference_mean, current_mean``.
+
+    ``level`` is the PSI level; ``drifted`` is PSI >= ``moderate`` and a KS
+    p-value below ``ks_alpha`` (or no KS test) -- see the module docstring.
 
     Numeric columns get quantile-bin PSI and KS; other columns get category
     PSI and NaN KS.  Raises ``ValueError`` naming the first feature missing
@@ -178,12 +188,16 @@ def feature_drift(
                 "ks_statistic": ks_stat,
                 "ks_pvalue": ks_p,
                 "level": psi_level(value, moderate, major),
+                "drifted": bool(
+                    not math.isnan(value) and value >= moderate and (math.isnan(ks_p) or ks_p < ks_alpha)
+                ),
                 "reference_mean": ref_mean,
                 "current_mean": cur_mean,
             }
         )
     return pd.DataFrame(
-        rows, columns=["feature", "psi", "ks_statistic", "ks_pvalue", "level", "reference_mean", "current_mean"]
+        rows,
+        columns=["feature", "psi", "ks_statistic", "ks_pvalue", "level", "drifted", "reference_mean", "current_mean"],
     )
 
 
@@ -238,6 +252,9 @@ class RetrainPolicy:
     f1_drop: float = 0.05
     max_champion_age_days: int = 90
     psi_moderate: float = PSI_MODERATE
+    #: Reported but not counted by the drift triggers: features that grow with
+    #: calendar time (customer age, size of the book), not with behaviour.
+    exempt_features: tuple[str, ...] = ()
 
 
 @dataclass
@@ -288,12 +305,14 @@ def decide_retrain(
     """Apply the triggers in a fixed order; every trigger that fires is listed.
 
     Triggers (codes): ``no_champion``; ``force``; ``drifted_share`` (share of
-    features with PSI >= ``policy.psi_moderate`` above
-    ``policy.drifted_share_max``); ``key_feature_psi`` (a key feature with PSI
-    >= ``policy.key_feature_psi``); ``performance_decay`` (realized macro-F1
+    drifted features -- PSI >= ``policy.psi_moderate`` and KS significant, the
+    ``drifted`` column of :func:`feature_drift` -- above
+    ``policy.drifted_share_max``); ``key_feature_psi`` (a drifted key feature
+    with PSI >= ``policy.key_feature_psi``); ``performance_decay`` (realized macro-F1
     lower than the model's holdout macro-F1 by >= ``policy.f1_drop``);
     ``champion_age`` (champion trained more than
-    ``policy.max_champion_age_days`` days before the as-of date).  With no
+    ``policy.max_champion_age_days`` days before the as-of date).  Features
+    in ``policy.exempt_features`` are left out of the drift triggers.  With no
     trigger, ``reasons`` says which checks passed and by how much.
     """
     triggers: list[str] = []
@@ -306,25 +325,28 @@ def decide_retrain(
         triggers.append("force")
         reasons.append("retrain forced by the caller (--force)")
     if drift is not None and not drift.empty:
-        scored = drift.dropna(subset=["psi"])
-        drifted = scored[scored["psi"] >= policy.psi_moderate]
+        scored = drift[~drift["feature"].isin(policy.exempt_features)].dropna(subset=["psi"])
+        significant = scored["drifted"].astype(bool) if "drifted" in scored else pd.Series(True, index=scored.index)
+        drifted = scored[(scored["psi"] >= policy.psi_moderate) & significant]
         share = len(drifted) / len(scored) if len(scored) else 0.0
         if share > policy.drifted_share_max:
             triggers.append("drifted_share")
             reasons.append(
-                f"{len(drifted)} of {len(scored)} features ({share:.0%}) have PSI >= {policy.psi_moderate:.2f}, "
-                f"above the limit {policy.drifted_share_max:.0%}: " + ", ".join(drifted["feature"])
+                f"{len(drifted)} of {len(scored)} features ({share:.0%}) drifted (PSI >= {policy.psi_moderate:.2f}, "
+                f"KS significant), above the limit {policy.drifted_share_max:.0%}: " + ", ".join(drifted["feature"])
             )
         else:
             calm.append(
-                f"{len(drifted)} of {len(scored)} features ({share:.0%}) have PSI >= {policy.psi_moderate:.2f} "
-                f"(limit {policy.drifted_share_max:.0%})"
+                f"{len(drifted)} of {len(scored)} features ({share:.0%}) drifted (PSI >= {policy.psi_moderate:.2f}, "
+                f"KS significant; limit {policy.drifted_share_max:.0%})"
             )
-        key = scored[scored["feature"].isin(policy.key_features) & (scored["psi"] >= policy.key_feature_psi - 1e-12)]
+        key = scored[
+            scored["feature"].isin(policy.key_features) & (scored["psi"] >= policy.key_feature_psi - 1e-12) & significant
+        ]
         if not key.empty:
             triggers.append("key_feature_psi")
             reasons.append(
-                f"key feature(s) with PSI >= {policy.key_feature_psi:.2f}: "
+                f"key feature(s) drifted with PSI >= {policy.key_feature_psi:.2f}: "
                 + ", ".join(f"{r.feature} ({r.psi:.3f})" for r in key.itertuples())
             )
         elif policy.key_features:

@@ -1,0 +1,518 @@
+"""Steps of the weekly retrain (``flows/weekly_retrain.py``) that read or write the database.
+
+Plain functions take an engine and return data; the ``@task`` wrappers at the
+bottom connect with :func:`payer_scoring.db.get_engine` and are retried on
+transient database errors only (a training or data problem is never retried).
+
+Populations compared by the drift check
+    The reference is the champion's reference sample: rows of its TRAINING set,
+    i.e. customers that were not ``new`` at a snapshot and had a bill maturing
+    in the following H days.  The second condition cannot be known at the
+    as-of date, so the current population is its closest knowable stand-in:
+    customers not ``new`` (at least ``rules.min_matured_bills`` matured bills)
+    with a bill issued in the last ``settings.drift_active_days`` days or an
+    unpaid/prepaid bill falling due within the horizon.  Comparing with every
+    non-new customer instead would flag "days since the last bill" and the
+    open-bill counts on every run, because dormant customers never enter the
+    training set (measured on generated data: 19 of 39 features over 0.10 on
+    one snapshot with no drift at all; 1 with this population).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy.engine import Engine
+
+from tasks import drift
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------- retries
+def _is_transient(exc: BaseException | None) -> bool:
+    """True for connection-level database errors (worth a retry), False for everything else."""
+    from payer_scoring.db import DatabaseError
+
+    while exc is not None:
+        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | DatabaseError):
+            return True
+        try:
+            import psycopg
+
+            if isinstance(exc, psycopg.OperationalError):
+                return True
+        except ImportError:  # pragma: no cover
+            pass
+        exc = exc.__cause__
+    return False
+
+
+def retry_on_transient_db_error(task, task_run, state) -> bool:
+    """Prefect ``retry_condition_fn``: retry only when the task failed on a transient database error."""
+    if isinstance(state.data, BaseException):
+        return _is_transient(state.data)
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001 - inspecting the task's own failure
+        return _is_transient(exc)
+    return False
+
+
+DB_RETRIES = {"retries": 3, "retry_delay_seconds": [5, 20, 60], "retry_condition_fn": retry_on_transient_db_error}
+
+
+# ---------------------------------------------------------------- drift
+def drift_population(features: pd.DataFrame, min_matured_bills: int, active_days: int) -> pd.DataFrame:
+    """Rows of ``features`` (one per customer) that the drift check compares (module docstring)."""
+    active = (features["since_last_bill_days"] <= active_days) | (
+        (features["n_upcoming_open"] + features["n_upcoming_prepaid"]) > 0
+    )
+    return features[(features["n_matured"] >= min_matured_bills) & active]
+
+
+@dataclass
+class DriftMeasurement:
+    """Per-feature drift table, predicted-category shift and the sizes of the two samples."""
+
+    table: pd.DataFrame
+    category_shift: dict | None
+    n_reference: int
+    n_current: int
+
+    def feature_json(self) -> dict:
+        """``{feature: {psi, ks_statistic, ks_pvalue, level, reference_mean, current_mean}}`` (NaN -> null)."""
+        out = {}
+        for row in self.table.to_dict("records"):
+            name = row.pop("feature")
+            out[name] = {k: _finite(v) for k, v in row.items()}
+        return out
+
+
+def _finite(value):
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) or math.isinf(value) else float(value)
+    return value
+
+
+def measure_drift(engine: Engine, as_of: date, champion, settings, rules) -> DriftMeasurement:
+    """Champion's reference sample vs the current population at ``as_of`` (PSI, KS, category shares).
+
+    ``champion`` is a loaded :class:`models.registry.Champion`.  Raises
+    ``RuntimeError`` when the champion has no reference sample.
+    """
+    from models.pipeline import predict_proba_frame
+    from models.registry import load_reference_sample
+    from tasks.features import compute_features
+
+    reference = load_reference_sample(engine, champion.version)
+    if reference.empty:
+        raise RuntimeError(f"model {champion.version} has no reference sample in model_reference_sample")
+    current = drift_population(
+        compute_features(engine, as_of, rules, horizon_days=settings.horizon_days),
+        rules.min_matured_bills,
+        settings.drift_active_days,
+    )
+    features = list(champion.feature_columns)
+    table = drift.feature_drift(reference, current, features, bins=settings.drift_bins, ks_alpha=settings.drift_ks_alpha)
+    shift = None
+    if len(current):
+        ref_pred = predict_proba_frame(champion.model, reference[features]).idxmax(axis=1)
+        cur_pred = predict_proba_frame(champion.model, current[features]).idxmax(axis=1)
+        shift = drift.category_share_shift(drift.category_shares(ref_pred), drift.category_shares(cur_pred))
+    log.info("drift as of %s: %d reference rows, %d current rows", as_of, len(reference), len(current))
+    return DriftMeasurement(table=table, category_shift=shift, n_reference=len(reference), n_current=len(current))
+
+
+# ---------------------------------------------------------------- performance decay
+def measure_performance_decay(engine: Engine, as_of: date, settings, rules) -> drift.PerformanceDecay:
+    """Realized macro-F1 of the latest scoring run whose performance window has matured by ``as_of``.
+
+    Takes the latest ``as_of_date`` in ``customer_category_history`` on or
+    before ``as_of - H``; compares the predicted ``category`` of its customers
+    that were not ``new`` with their performance-window labels (the rules on
+    the bills maturing in (T, T+H], ``sql/performance_labels.sql``), and sets
+    ``expected_macro_f1`` to the holdout macro-F1 recorded in the registry for
+    the model version that made most of those predictions.  Returns a
+    :class:`tasks.drift.PerformanceDecay` whose ``note`` says why nothing was
+    measured (no such run, too few matured predictions).
+    """
+    from tasks.labels import compute_labels
+
+    horizon = settings.horizon_days
+    cutoff = as_of - timedelta(days=horizon)
+    with engine.connect() as conn:
+        scored_on = conn.execute(
+            sa.text("SELECT max(as_of_date) FROM customer_category_history WHERE as_of_date <= :cutoff"),
+            {"cutoff": cutoff},
+        ).scalar()
+        if scored_on is None:
+            return drift.PerformanceDecay(note=f"no scoring run on or before {cutoff} (as-of minus {horizon} days)")
+        predictions = pd.read_sql(
+            sa.text(
+                "SELECT company_id, customer_id, category, model_version FROM customer_category_history"
+                " WHERE as_of_date = :d AND category <> 'new'"
+            ),
+            conn,
+            params={"d": scored_on},
+        )
+    labels = compute_labels(engine, scored_on, horizon, rules)
+    joined = predictions.merge(labels[["company_id", "customer_id", "label"]], on=["company_id", "customer_id"])
+    decay = drift.PerformanceDecay(predictions_as_of=scored_on.isoformat(), n=len(joined))
+    if len(joined) < settings.decay_min_predictions:
+        decay.note = (
+            f"{len(joined)} matured predictions from {scored_on}, fewer than {settings.decay_min_predictions} "
+            "(PAYER_SCORING_DECAY_MIN_PREDICTIONS)"
+        )
+        return decay
+    version = joined["model_version"].value_counts().idxmax()
+    joined = joined[joined["model_version"] == version]
+    with engine.connect() as conn:
+        metrics = conn.execute(sa.text("SELECT metrics FROM model_registry WHERE version = :v"), {"v": version}).scalar()
+    decay.model_version = version
+    decay.n = len(joined)
+    decay.realized_macro_f1 = drift.macro_f1(joined["label"], joined["category"])
+    if metrics and "model" in metrics:
+        decay.expected_macro_f1 = float(metrics["model"]["macro_f1"])
+    else:
+        decay.note = f"model {version} has no holdout macro-F1 in model_registry"
+    return decay
+
+
+def champion_age_days(champion, as_of: date) -> int | None:
+    """Days from the as-of date the champion was trained at to ``as_of`` (None when unknown)."""
+    trained = champion.metadata.get("as_of") or champion.metadata.get("training_end")
+    if not trained:
+        return None
+    return (as_of - date.fromisoformat(str(trained)[:10])).days
+
+
+# ---------------------------------------------------------------- champion vs challenger
+def evaluate_on_latest_holdout(engine: Engine, as_of: date, models: dict, settings, rules) -> dict:
+    """Metrics of each loaded model in ``models`` ({role: Champion}) on the same latest matured holdout.
+
+    The holdout is the one ``payer-scoring train`` uses for ``as_of``
+    (``models.training``: the snapshot(s) at as_of - H).  Returns
+    ``{"holdout_as_of": [...], "n": rows, role: {macro_f1, log_loss, balanced_accuracy, ...}}``.
+    Raises ``models.training.TrainingError`` when the holdout has no labelled row.
+    """
+    from models.evaluation import classification_metrics
+    from models.pipeline import predict_proba_frame
+    from models.training import TrainingError, build_training_set, data_bounds, plan_snapshots
+
+    bounds = data_bounds(engine)
+    if bounds is None:
+        raise TrainingError("payments is empty: load or generate data first")
+    plan = plan_snapshots(
+        as_of, bounds[0], settings.horizon_days, settings.snapshot_every_days,
+        settings.training_window_days, settings.min_history_days, settings.holdout_snapshots,
+    )
+    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
+    if holdout.empty:
+        raise TrainingError(f"as of {as_of}: no labelled customers in the holdout snapshot(s) {plan.holdout}")
+    out: dict = {"holdout_as_of": [d.isoformat() for d in plan.holdout], "n": int(len(holdout))}
+    for role, model in models.items():
+        proba = predict_proba_frame(model.model, holdout[model.feature_columns]).to_numpy()
+        metrics = classification_metrics(holdout["label"], proba)
+        out[role] = {"version": model.version, **metrics}
+    return out
+
+
+def apply_promotion(engine: Engine, challenger_version: str, promote: bool) -> None:
+    """Promote the challenger (old champion archived, one transaction) or archive it."""
+    from models.registry import archive, promote as promote_model
+
+    if promote:
+        promote_model(engine, challenger_version)
+    else:
+        archive(engine, challenger_version)
+
+
+# ---------------------------------------------------------------- policy from settings
+def retrain_policy(settings) -> drift.RetrainPolicy:
+    """Trigger thresholds from the settings (``PAYER_SCORING_DRIFT_*`` / ``RETRAIN_*``)."""
+    return drift.RetrainPolicy(
+        drifted_share_max=settings.drift_drifted_share_max,
+        key_features=settings.key_features(),
+        key_feature_psi=settings.drift_key_feature_psi,
+        f1_drop=settings.retrain_f1_drop,
+        max_champion_age_days=settings.retrain_max_champion_age_days,
+        exempt_features=settings.exempt_features(),
+    )
+
+
+def promotion_rule(settings) -> drift.PromotionRule:
+    """Promotion margins from the settings (``PAYER_SCORING_PROMOTE_*``)."""
+    return drift.PromotionRule(
+        max_f1_drop=settings.promote_max_f1_drop, max_log_loss_increase=settings.promote_max_log_loss_increase
+    )
+
+
+# ---------------------------------------------------------------- report
+REPORT_COLUMNS = (
+    "flow_run_id", "as_of_date", "champion_version", "challenger_version", "n_reference", "n_current",
+    "feature_drift", "category_shift", "performance", "triggers", "decision", "reason",
+    "champion_metrics", "challenger_metrics", "policy",
+)  # fmt: skip
+_JSON_COLUMNS = {"feature_drift", "category_shift", "performance", "champion_metrics", "challenger_metrics", "policy"}
+
+
+def new_report(
+    as_of: date, champion, measured: DriftMeasurement | None, decay: drift.PerformanceDecay,
+    decision: drift.RetrainDecision, settings, flow_run_id: str | None = None,
+) -> dict:
+    """The ``drift_reports`` row of a run as a dict (decision ``no_retrain`` until a challenger is judged)."""
+    from dataclasses import asdict
+
+    return {
+        "flow_run_id": flow_run_id,
+        "as_of_date": as_of,
+        "champion_version": None if champion is None else champion.version,
+        "challenger_version": None,
+        "n_reference": None if measured is None else measured.n_reference,
+        "n_current": None if measured is None else measured.n_current,
+        "feature_drift": {} if measured is None else measured.feature_json(),
+        "category_shift": None if measured is None else measured.category_shift,
+        "performance": decay.to_dict(),
+        "triggers": list(decision.triggers),
+        "decision": "no_retrain",
+        "reason": decision.reason,
+        "champion_metrics": None,
+        "challenger_metrics": None,
+        "policy": {
+            **asdict(retrain_policy(settings)),
+            **{f"promote_{k}": v for k, v in asdict(promotion_rule(settings)).items()},
+            "drift_bins": settings.drift_bins,
+            "drift_active_days": settings.drift_active_days,
+            "drift_ks_alpha": settings.drift_ks_alpha,
+        },
+    }
+
+
+def judged_report(report: dict, challenger_version: str, evaluation: dict, promote: bool, reason: str, trigger_reason: str) -> dict:
+    """``report`` with the challenger's verdict: decision promoted/rejected, both models' holdout metrics."""
+    extra = {"holdout_as_of": evaluation["holdout_as_of"]}
+    return {
+        **report,
+        "challenger_version": challenger_version,
+        "decision": "promoted" if promote else "rejected",
+        "reason": f"{reason} (retrained because: {trigger_reason})",
+        "champion_metrics": None if "champion" not in evaluation else {**evaluation["champion"], **extra},
+        "challenger_metrics": {**evaluation["challenger"], **extra},
+    }
+
+
+def failed_report(report: dict, exc: BaseException, challenger_version: str | None = None) -> dict:
+    """``report`` of a run whose retraining failed (decision ``failed``, the error as the reason)."""
+    return {**report, "challenger_version": challenger_version, "decision": "failed", "reason": f"retrain triggered ({report['reason']}) but failed: {exc}"}
+
+
+def write_drift_report(engine: Engine, report: dict) -> int:
+    """Insert one ``drift_reports`` row (keys: ``REPORT_COLUMNS``); return its id."""
+    from models.registry import to_json
+
+    missing = [c for c in ("as_of_date", "decision", "reason") if report.get(c) is None]
+    if missing:
+        raise ValueError(f"drift report lacks {', '.join(missing)}")
+    params = {c: report.get(c) for c in REPORT_COLUMNS}
+    for column in _JSON_COLUMNS:
+        if params[column] is not None:
+            params[column] = to_json(_clean_json(params[column]))
+    params["feature_drift"] = params["feature_drift"] or "{}"
+    params["policy"] = params["policy"] or "{}"
+    params["triggers"] = list(params["triggers"] or [])
+    values = ", ".join(f"CAST(:{c} AS jsonb)" if c in _JSON_COLUMNS else f":{c}" for c in REPORT_COLUMNS)
+    with engine.begin() as conn:
+        return conn.execute(
+            sa.text(f"INSERT INTO drift_reports ({', '.join(REPORT_COLUMNS)}) VALUES ({values}) RETURNING id"),  # fixed column list
+            params,
+        ).scalar_one()
+
+
+def _clean_json(value):
+    """``value`` with NaN/inf floats as None (JSON has no NaN) and tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return _finite(value)
+
+
+def drift_table_rows(table: pd.DataFrame) -> list[dict]:
+    """Rows of the drift artifact: feature, PSI, KS statistic and p-value, flag; worst PSI first."""
+    rows = []
+    for r in table.sort_values("psi", ascending=False, na_position="last").itertuples():
+        rows.append(
+            {
+                "feature": r.feature,
+                "psi": None if math.isnan(r.psi) else round(r.psi, 4),
+                "ks_statistic": None if math.isnan(r.ks_statistic) else round(r.ks_statistic, 4),
+                "ks_pvalue": None if math.isnan(r.ks_pvalue) else float(f"{r.ks_pvalue:.3g}"),
+                "flag": r.level,
+            }
+        )
+    return rows
+
+
+METRIC_ROWS = ("macro_f1", "log_loss", "balanced_accuracy", "accuracy", "n")
+
+
+def metrics_table_rows(champion: dict | None, challenger: dict | None) -> list[dict]:
+    """Rows of the champion-vs-challenger artifact: one per metric, a column per model."""
+    rows = []
+    for metric in METRIC_ROWS:
+        row = {"metric": metric}
+        for role, metrics in (("champion", champion), ("challenger", challenger)):
+            value = (metrics or {}).get(metric)
+            row[role] = round(value, 4) if isinstance(value, float) else value
+        rows.append(row)
+    rows.insert(0, {"metric": "version", "champion": (champion or {}).get("version"), "challenger": (challenger or {}).get("version")})
+    return rows
+
+
+def decision_markdown(report: dict) -> str:
+    """Markdown of the run's decision: what was compared, the triggers, the decision and why."""
+    lines = [
+        f"# Weekly retrain as of {report['as_of_date']}",
+        "",
+        f"**Decision: {report['decision']}** — {report['reason']}",
+        "",
+        f"* champion: `{report.get('champion_version') or 'none'}`; challenger: `{report.get('challenger_version') or 'none'}`",
+        f"* triggers fired: {', '.join(report.get('triggers') or []) or 'none'}",
+        f"* drift sample sizes: reference {report.get('n_reference')}, current {report.get('n_current')}",
+    ]
+    drifted = {k: v for k, v in (report.get("feature_drift") or {}).items() if v.get("level") in ("moderate", "major")}
+    if drifted:
+        lines.append(
+            "* features with PSI >= 0.10: "
+            + ", ".join(f"{k} ({v['psi']:.3f}, {v['level']})" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1]["psi"]))
+        )
+    shift = report.get("category_shift")
+    if shift:
+        lines.append(
+            "* predicted-category shares (reference -> current): "
+            + ", ".join(f"{c} {shift['reference'][c]:.1%} -> {shift['current'][c]:.1%}" for c in shift["reference"])
+            + (f"; PSI {shift['psi']:.3f}" if shift.get("psi") is not None else "")
+        )
+    perf = report.get("performance") or {}
+    if perf.get("realized_macro_f1") is not None:
+        lines.append(
+            f"* realized macro-F1 {perf['realized_macro_f1']:.3f} on {perf['n']} matured predictions of "
+            f"{perf['predictions_as_of']} (model holdout {perf.get('expected_macro_f1')})"
+        )
+    elif perf.get("note"):
+        lines.append(f"* performance decay not measured: {perf['note']}")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- Prefect tasks
+def _engine():
+    from payer_scoring.db import get_engine
+
+    return get_engine()
+
+
+@task(name="resolve_as_of", cache_policy=NO_CACHE, **DB_RETRIES)
+def resolve_as_of_task(as_of: date | None, settings) -> date:
+    """``as_of``, or today (configured timezone) capped at the data's last date (``models.training.resolve_as_of``)."""
+    from models.training import resolve_as_of
+
+    return resolve_as_of(_engine(), as_of, settings)
+
+
+@task(name="load_champion", cache_policy=NO_CACHE, **DB_RETRIES)
+def load_current_champion():
+    """The champion (sha256-checked), or None when the registry has none."""
+    from models.registry import NoChampionError, load_champion
+
+    try:
+        return load_champion(_engine())
+    except NoChampionError:
+        return None
+
+
+@task(name="measure_drift", cache_policy=NO_CACHE, **DB_RETRIES)
+def measure_drift_task(as_of: date, champion, settings, rules) -> DriftMeasurement | None:
+    """Prefect task: :func:`measure_drift` (None without a champion)."""
+    return None if champion is None else measure_drift(_engine(), as_of, champion, settings, rules)
+
+
+@task(name="measure_performance_decay", cache_policy=NO_CACHE, **DB_RETRIES)
+def measure_performance_decay_task(as_of: date, settings, rules) -> drift.PerformanceDecay:
+    """Prefect task: :func:`measure_performance_decay`."""
+    return measure_performance_decay(_engine(), as_of, settings, rules)
+
+
+@task(name="decide_retrain", cache_policy=NO_CACHE)
+def decide_retrain_task(champion, force: bool, measured, decay, as_of: date, policy: drift.RetrainPolicy) -> drift.RetrainDecision:
+    """Prefect task: :func:`tasks.drift.decide_retrain` on this run's measurements."""
+    decision = drift.decide_retrain(
+        has_champion=champion is not None,
+        force=force,
+        drift=None if measured is None else measured.table,
+        decay=decay,
+        champion_age_days=None if champion is None else champion_age_days(champion, as_of),
+        policy=policy,
+    )
+    log.info("retrain decision: %s (%s)", decision.retrain, decision.reason)
+    return decision
+
+
+@task(name="train_challenger", cache_policy=NO_CACHE, **DB_RETRIES)
+def train_challenger(as_of: date, settings, rules):
+    """Prefect task: ``models.training.train`` on the latest window; registered as challenger (champion if none)."""
+    from models.training import train
+
+    return train(_engine(), as_of, rules, settings)
+
+
+@task(name="evaluate_champion_and_challenger", cache_policy=NO_CACHE, **DB_RETRIES)
+def evaluate_models_task(as_of: date, champion, challenger_version: str, settings, rules) -> dict:
+    """Prefect task: load the challenger (sha256-checked) and :func:`evaluate_on_latest_holdout` both models."""
+    from models.registry import load_model
+
+    engine = _engine()
+    models = {"challenger": load_model(engine, challenger_version)}
+    if champion is not None:
+        models = {"champion": champion, **models}
+    return evaluate_on_latest_holdout(engine, as_of, models, settings, rules)
+
+
+@task(name="apply_promotion", cache_policy=NO_CACHE, **DB_RETRIES)
+def apply_promotion_task(challenger_version: str, promote: bool) -> None:
+    """Prefect task: :func:`apply_promotion`."""
+    apply_promotion(_engine(), challenger_version, promote)
+
+
+@task(name="write_drift_report", cache_policy=NO_CACHE, **DB_RETRIES)
+def write_drift_report_task(report: dict) -> int:
+    """Prefect task: :func:`write_drift_report`."""
+    return write_drift_report(_engine(), report)
+
+
+@task(name="publish_artifacts", cache_policy=NO_CACHE)
+def publish_artifacts(report: dict, drift_rows: list[dict]) -> None:
+    """Prefect artifacts: drift table, decision (markdown), champion vs challenger metrics (table)."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    as_of = report["as_of_date"]
+    if drift_rows:
+        create_table_artifact(
+            key="drift-table", table=drift_rows,
+            description=f"PSI (bins: reference deciles) and KS per feature as of {as_of}; flag: stable < 0.10 <= moderate < 0.25 <= major",
+        )
+    create_markdown_artifact(key="retrain-decision", markdown=decision_markdown(report), description=f"Retrain decision as of {as_of}")
+    if report.get("challenger_metrics"):
+        create_table_artifact(
+            key="champion-vs-challenger",
+            table=metrics_table_rows(report.get("champion_metrics"), report.get("challenger_metrics")),
+            description=f"Both models on the same latest matured holdout (as of {as_of})",
+        )
