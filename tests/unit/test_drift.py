@@ -91,6 +91,23 @@ def test_feature_drift_table_flags_only_the_shifted_feature():
         drift.feature_drift(reference, current, ["pix_share"])
 
 
+def test_a_large_psi_on_a_handful_of_customers_is_not_drift():
+    # 12 customers drawn from the reference range: PSI 0.88 ("major") from empty bins alone, KS p = 0.83
+    reference = pd.DataFrame({"x": np.linspace(0, 1, 1001)})
+    current = pd.DataFrame({"x": [0.02, 0.05, 0.08, 0.25, 0.35, 0.45, 0.52, 0.58, 0.65, 0.72, 0.85, 0.95]})
+    row = drift.feature_drift(reference, current, ["x"]).iloc[0]
+    assert row["level"] == "major" and row["ks_pvalue"] > 0.5
+    assert not row["drifted"]
+    assert drift.feature_drift(reference, current, ["x"], ks_alpha=0.9).iloc[0]["drifted"]
+
+
+def test_exempt_features_do_not_trigger():
+    table = pd.DataFrame({"feature": ["tenure_days", "a", "b"], "psi": [0.9, 0.0, 0.0], "drifted": [True, False, False]})
+    policy = drift.RetrainPolicy(drifted_share_max=0.30, key_features=("tenure_days",), exempt_features=("tenure_days",))
+    decision = drift.decide_retrain(has_champion=True, force=False, drift=table, decay=None, champion_age_days=1, policy=policy)
+    assert not decision.retrain and "0 of 2 features" in decision.reason
+
+
 def test_category_share_shift():
     shift = drift.category_share_shift({"good": 0.5, "bad": 0.5}, drift.category_shares(["good", "bad", "bad", "bad", "new"]))
     assert shift["current"] == {"good": 0.25, "doubtful": 0.0, "forgetful": 0.0, "bad": 0.75}
