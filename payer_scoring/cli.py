@@ -199,6 +199,63 @@ def retrain(
     _print_json({k: report.get(k) for k in ("id", "as_of_date", "decision", "reason", "triggers", "champion_version", "challenger_version")})
 
 
+# ---------------------------------------------------------------- train / evaluate
+def _model_errors(fn):
+    """Run ``fn``; rules, registry and training errors become one-line user errors."""
+    from models.registry import RegistryError
+    from models.training import TrainingError
+    from payer_scoring.rules import RulesError
+
+    def wrapped():
+        try:
+            return fn()
+        except (RulesError, RegistryError, TrainingError) as exc:
+            raise UserError(str(exc)) from exc
+
+    return wrapped
+
+
+@app.command()
+def train(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Data as of this date, YYYY-MM-DD. Default: today, capped at the data's last date.")] = None,
+) -> None:
+    """Build the training set, fit, evaluate on the time holdout, register the model (champion if none, else challenger)."""
+    from models.training import train as train_model
+
+    when = _parse_date(as_of, "--as-of")
+    result = _run(_model_errors(lambda: train_model(_engine(), when)))
+    _print_json(result.summary())
+
+
+@app.command()
+def evaluate(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Data as of this date, YYYY-MM-DD; the holdout is the snapshot H days earlier.")] = None,
+    report_json: Annotated[Optional[Path], typer.Option("--report-json", help="Write the full report (metrics, confusion matrices) to this JSON file.")] = None,
+) -> None:
+    """Compare the champion with the persistence and majority baselines on the latest matured snapshot."""
+    from models.training import evaluate as evaluate_model
+
+    when = _parse_date(as_of, "--as-of")
+    report = _run(_model_errors(lambda: evaluate_model(_engine(), when)))
+    if report_json is not None:
+        report_json.parent.mkdir(parents=True, exist_ok=True)
+        report_json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    headline = {
+        name: {k: round(report[name][k], 4) for k in ("macro_f1", "balanced_accuracy", "log_loss")}
+        for name in ("model", "persistence", "persistence_transition", "majority")
+    }
+    _print_json(
+        {
+            "model_version": report["model_version"],
+            "holdout_as_of": report["holdout_as_of"],
+            "n": report["model"]["n"],
+            **headline,
+            "beats_persistence": report["beats_persistence"],
+            "holdout_after_training": report["holdout_after_training"],
+        }
+    )
+
+
 def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
         return None

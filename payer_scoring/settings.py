@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     load_chunk_rows: int = Field(default=50_000, gt=0, description="Rows per COPY chunk when loading CSV files.")
     horizon_days: int = Field(default=90, gt=0, description="Performance window H in days.")
     snapshot_every_days: int = Field(default=14, gt=0, description="Days S between training snapshots.")
+    # Training set and time split (models/training.py explains the split).
+    training_window_days: int = Field(default=365, gt=0, description="Days of training snapshots before the holdout's embargo.")
+    min_history_days: int = Field(default=90, ge=0, description="First training snapshot at least this many days after the first bill.")
+    holdout_snapshots: int = Field(default=1, ge=1, description="Latest matured snapshots kept as the time holdout.")
+    training_max_rows: int = Field(default=600_000, gt=0, description="Training rows above this are sampled down (memory and time bound).")
+    model_threads: int = Field(default=1, gt=0, description="OpenMP threads for model fit/predict (more only on idle cores).")
     # Weekly retrain on drift (flows/weekly_retrain.py; the thresholds are explained in tasks/drift.py).
     drift_bins: int = Field(default=10, ge=2, description="PSI bins: quantiles of the champion's reference sample.")
     drift_drifted_share_max: float = Field(default=0.30, ge=0, le=1, description="Retrain when the share of drifted features (PSI >= 0.10 and KS significant) exceeds this.")

@@ -1,0 +1,301 @@
+"""Training set, fit, holdout evaluation and registration (``payer-scoring train`` / ``evaluate``).
+
+Snapshots and the time split (H = ``settings.horizon_days``, S =
+``settings.snapshot_every_days``, A = the as-of date):
+
+* a snapshot at T gets a label only when its performance window has fully
+  matured, T + H <= A;
+* the HOLDOUT is the latest matured snapshot(s): T_h = A - H (and
+  ``settings.holdout_snapshots`` - 1 more, S apart, going back);
+* TRAINING snapshots end H before the earliest holdout snapshot (T <= T_h - H),
+  so every training label was known at T_h: nothing of the holdout's outcome
+  window leaks into training (an "embargo" of H days).  They go back S days
+  at a time over ``settings.training_window_days``, but never earlier than
+  ``settings.min_history_days`` after the first bill in the data.
+
+Population: customers that are not ``new`` at T (at least
+``rules.min_matured_bills`` matured bills) and that have at least one bill
+maturing in (T, T + H].  ``new`` customers are excluded from training and
+evaluation because the category billing reads is ``new`` for them whatever
+the model says.  The generator's hidden behaviour (``synthetic_truth``) is
+never read here.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from models.evaluation import baseline_statistics, compare_on_holdout
+from models.pipeline import CLASS_WEIGHT_POWER, fit_pipeline, predict_proba_frame
+from models.registry import RegistryEntry, load_champion, register_model
+from payer_scoring.rules import CLASSES, Rules, load_rules
+from payer_scoring.settings import Settings, get_settings
+from tasks.features import FEATURE_COLUMNS, compute_features
+from tasks.labels import compute_labels
+
+log = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Not enough data to train or evaluate (one line saying what is missing)."""
+
+
+@dataclass(frozen=True)
+class SnapshotPlan:
+    """As-of dates of the training and holdout snapshots (oldest first)."""
+
+    as_of: date
+    train: list[date]
+    holdout: list[date]
+
+
+def data_bounds(engine: Engine) -> tuple[date, date] | None:
+    """(first issue date, last issue-or-payment date) in ``payments``; None when empty."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT min(issue_date_dte), GREATEST(max(issue_date_dte), max(paid_at_dte)) FROM payments")
+        ).first()
+    if row is None or row[0] is None:
+        return None
+    return row[0], row[1]
+
+
+def resolve_as_of(engine: Engine, as_of: date | None, settings: Settings) -> date:
+    """``as_of``, or today capped at the data's last date (issue or payment)."""
+    if as_of is not None:
+        return as_of
+    bounds = data_bounds(engine)
+    if bounds is None:
+        raise TrainingError("payments is empty: load or generate data first")
+    today = settings.today()
+    if bounds[1] < today:
+        log.info("data ends %s, before today: using it as the as-of date", bounds[1])
+    return min(today, bounds[1])
+
+
+def plan_snapshots(
+    as_of: date,
+    first_bill: date,
+    horizon_days: int,
+    every_days: int,
+    window_days: int,
+    min_history_days: int,
+    holdout_snapshots: int = 1,
+) -> SnapshotPlan:
+    """Snapshot dates for the time split described in the module docstring."""
+    step = timedelta(days=every_days)
+    horizon = timedelta(days=horizon_days)
+    latest = as_of - horizon
+    holdout = [latest - k * step for k in range(holdout_snapshots)]
+    earliest = max(first_bill + timedelta(days=min_history_days), min(holdout) - horizon - timedelta(days=window_days))
+    train: list[date] = []
+    t = min(holdout) - horizon
+    while t >= earliest:
+        train.append(t)
+        t -= step
+    return SnapshotPlan(as_of=as_of, train=sorted(train), holdout=sorted(holdout))
+
+
+def labelled_snapshot(engine: Engine, as_of: date, rules: Rules, horizon_days: int) -> pd.DataFrame:
+    """Features at ``as_of`` joined with the window label, for customers not ``new`` at ``as_of``.
+
+    Columns: snapshot, company_id, customer_id, n_matured, observed_category,
+    FEATURE_COLUMNS, n_window, label.  Only rows with a label.
+    """
+    features = compute_features(engine, as_of, rules, horizon_days=horizon_days)
+    features = features[features["n_matured"] >= rules.min_matured_bills]
+    labels = compute_labels(engine, as_of, horizon_days, rules)
+    frame = features.merge(labels[["company_id", "customer_id", "n_window", "label"]], on=["company_id", "customer_id"], how="inner")
+    frame.insert(0, "snapshot", as_of)
+    return frame
+
+
+def build_training_set(engine: Engine, dates: list[date], rules: Rules, horizon_days: int) -> pd.DataFrame:
+    """Labelled snapshots at ``dates`` stacked (see :func:`labelled_snapshot`)."""
+    parts = []
+    for t in dates:
+        started = time.perf_counter()
+        part = labelled_snapshot(engine, t, rules, horizon_days)
+        log.info("snapshot %s: %d labelled customers (%.1fs)", t, len(part), time.perf_counter() - started)
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, ignore_index=True)
+
+
+def _library_versions() -> dict:
+    import joblib
+    import sklearn
+
+    return {
+        "python": platform.python_version(),
+        "scikit-learn": sklearn.__version__,
+        "pandas": pd.__version__,
+        "numpy": np.__version__,
+        "joblib": joblib.__version__,
+    }
+
+
+def _plan(engine: Engine, as_of: date | None, settings: Settings) -> SnapshotPlan:
+    bounds = data_bounds(engine)
+    if bounds is None:
+        raise TrainingError("payments is empty: load or generate data first")
+    as_of = resolve_as_of(engine, as_of, settings)
+    return plan_snapshots(
+        as_of,
+        bounds[0],
+        settings.horizon_days,
+        settings.snapshot_every_days,
+        settings.training_window_days,
+        settings.min_history_days,
+        settings.holdout_snapshots,
+    )
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What ``payer-scoring train`` did: the registry entry, the holdout report and sizes/timings."""
+
+    entry: RegistryEntry
+    report: dict
+    n_train: int
+    n_holdout: int
+    seconds: dict
+
+    def summary(self) -> dict:
+        """JSON-ready summary (version, status, figures)."""
+        return {
+            "version": self.entry.version,
+            "status": self.entry.status,
+            "artifact": str(self.entry.artifact_path),
+            "n_train": self.n_train,
+            "n_holdout": self.n_holdout,
+            "holdout_as_of": self.report.get("holdout_as_of"),
+            "model": _headline(self.report["model"]),
+            "persistence": _headline(self.report["persistence"]),
+            "majority": _headline(self.report["majority"]),
+            "beats_persistence": self.report["beats_persistence"],
+            "seconds": self.seconds,
+        }
+
+
+def _headline(metrics: dict) -> dict:
+    return {k: round(metrics[k], 4) for k in ("macro_f1", "balanced_accuracy", "log_loss")}
+
+
+def train(
+    engine: Engine,
+    as_of: date | None = None,
+    rules: Rules | None = None,
+    settings: Settings | None = None,
+    *,
+    random_state: int = 0,
+) -> TrainResult:
+    """Build the training set, fit, evaluate on the time holdout, save and register the model.
+
+    Registered as champion when there is none, otherwise as challenger.
+    Raises :class:`TrainingError` when the data has no matured snapshot or a
+    split has no labelled row.
+    """
+    settings = settings or get_settings()
+    rules = rules or load_rules(settings.rules_file)
+    plan = _plan(engine, as_of, settings)
+    if not plan.train:
+        raise TrainingError(
+            f"as of {plan.as_of}: no training snapshot fits (needs {settings.min_history_days} days of history "
+            f"plus 2 x {settings.horizon_days} days of matured performance windows)"
+        )
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    train_set = build_training_set(engine, plan.train, rules, settings.horizon_days)
+    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
+    timings["training_set"] = round(time.perf_counter() - started, 1)
+    if train_set.empty or holdout.empty:
+        raise TrainingError(
+            f"as of {plan.as_of}: no labelled customers in the {'training' if train_set.empty else 'holdout'} "
+            f"snapshots ({len(plan.train)} training, {len(plan.holdout)} holdout): too little history"
+        )
+    if len(train_set) > settings.training_max_rows:
+        log.info("sampling %d of %d training rows", settings.training_max_rows, len(train_set))
+        train_set = train_set.sample(n=settings.training_max_rows, random_state=random_state).sort_index()
+    started = time.perf_counter()
+    model = fit_pipeline(train_set[FEATURE_COLUMNS], train_set["label"], random_state=random_state)
+    timings["fit"] = round(time.perf_counter() - started, 1)
+    stats = baseline_statistics(train_set["observed_category"], train_set["label"])
+    proba = predict_proba_frame(model, holdout[FEATURE_COLUMNS]).to_numpy()
+    report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)
+    report["holdout_as_of"] = plan.holdout[-1].isoformat()
+    metadata = {
+        "model_type": "HistGradientBoostingClassifier",
+        "class_weight_power": CLASS_WEIGHT_POWER,
+        "classes": list(CLASSES),
+        "feature_columns": list(FEATURE_COLUMNS),
+        "rules_version": rules.version,
+        "horizon_days": settings.horizon_days,
+        "snapshot_every_days": settings.snapshot_every_days,
+        "as_of": plan.as_of,
+        "training_start": plan.train[0],
+        "training_end": plan.train[-1],
+        "training_snapshots": plan.train,
+        "holdout_snapshots": plan.holdout,
+        "holdout_as_of": plan.holdout[-1],
+        "n_train": int(len(train_set)),
+        "n_holdout": int(len(holdout)),
+        "train_label_counts": train_set["label"].value_counts().to_dict(),
+        "baseline_statistics": stats,
+        "metrics": {k: report[k] for k in ("model", "persistence", "persistence_transition", "majority", "margin_vs_persistence")},
+        "library_versions": _library_versions(),
+        "random_state": random_state,
+    }
+    entry = register_model(engine, model, metadata, train_set[FEATURE_COLUMNS])
+    log.info("model %s (%s): %s", entry.version, entry.status, _headline(report["model"]))
+    return TrainResult(entry=entry, report=report, n_train=len(train_set), n_holdout=len(holdout), seconds=timings)
+
+
+def evaluate(
+    engine: Engine,
+    as_of: date | None = None,
+    rules: Rules | None = None,
+    settings: Settings | None = None,
+) -> dict:
+    """Compare the champion with the persistence and majority baselines on the latest matured snapshot(s).
+
+    The baselines use the training statistics stored with the champion.
+    Returns a JSON-ready report: holdout dates, ``model`` / ``persistence`` /
+    ``persistence_transition`` / ``majority`` metrics, margins, and
+    ``holdout_after_training`` (False when the holdout's window overlaps the
+    champion's training labels, i.e. the figures are optimistic).
+    Raises NoChampionError / TrainingError.
+    """
+    settings = settings or get_settings()
+    rules = rules or load_rules(settings.rules_file)
+    champion = load_champion(engine)
+    plan = _plan(engine, as_of, settings)
+    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
+    if holdout.empty:
+        raise TrainingError(f"as of {plan.as_of}: no labelled customers in the holdout snapshot(s) {plan.holdout}")
+    if champion.metadata.get("rules_version") != rules.version:
+        log.warning("champion %s was trained with rules %s, evaluating with %s", champion.version, champion.metadata.get("rules_version"), rules.version)
+    stats = champion.metadata["baseline_statistics"]
+    proba = predict_proba_frame(champion.model, holdout[champion.feature_columns]).to_numpy()
+    report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)
+    training_end = date.fromisoformat(str(champion.metadata["training_end"]))
+    return {
+        "model_version": champion.version,
+        "as_of": plan.as_of.isoformat(),
+        "holdout_as_of": [d.isoformat() for d in plan.holdout],
+        "horizon_days": settings.horizon_days,
+        "rules_version": rules.version,
+        "holdout_after_training": min(plan.holdout) >= training_end + timedelta(days=settings.horizon_days),
+        "label_counts": holdout["label"].value_counts().to_dict(),
+        **report,
+    }
