@@ -347,7 +347,7 @@ def _clean_json(value):
 
 
 def drift_table_rows(table: pd.DataFrame) -> list[dict]:
-    """Rows of the drift artifact: feature, PSI, KS statistic and p-value, flag; worst PSI first."""
+    """Rows of the drift artifact: feature, PSI, KS statistic and p-value, flag (PSI level), drifted; worst PSI first."""
     rows = []
     for r in table.sort_values("psi", ascending=False, na_position="last").itertuples():
         rows.append(
@@ -356,7 +356,8 @@ def drift_table_rows(table: pd.DataFrame) -> list[dict]:
                 "psi": None if math.isnan(r.psi) else round(r.psi, 4),
                 "ks_statistic": None if math.isnan(r.ks_statistic) else round(r.ks_statistic, 4),
                 "ks_pvalue": None if math.isnan(r.ks_pvalue) else float(f"{r.ks_pvalue:.3g}"),
-                "flag": r.level,
+                "flag": r.level if r.drifted or r.level in ("stable", "unknown") else f"{r.level} (KS not significant: noise)",
+                "drifted": bool(r.drifted),
             }
         )
     return rows
@@ -389,10 +390,10 @@ def decision_markdown(report: dict) -> str:
         f"* triggers fired: {', '.join(report.get('triggers') or []) or 'none'}",
         f"* drift sample sizes: reference {report.get('n_reference')}, current {report.get('n_current')}",
     ]
-    drifted = {k: v for k, v in (report.get("feature_drift") or {}).items() if v.get("level") in ("moderate", "major")}
+    drifted = {k: v for k, v in (report.get("feature_drift") or {}).items() if v.get("drifted")}
     if drifted:
         lines.append(
-            "* features with PSI >= 0.10: "
+            "* drifted features (PSI >= 0.10 and KS significant): "
             + ", ".join(f"{k} ({v['psi']:.3f}, {v['level']})" for k, v in sorted(drifted.items(), key=lambda kv: -kv[1]["psi"]))
         )
     shift = report.get("category_shift")
