@@ -142,3 +142,22 @@ def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(e
     print(f"decision {row.decision}: champion {champ['macro_f1']:.4f}/{champ['log_loss']:.4f}, "
           f"challenger {chall['macro_f1']:.4f}/{chall['log_loss']:.4f} (macro-F1/log-loss)")
     assert {"drift-table", "retrain-decision", "champion-vs-challenger"} <= _artifact_keys(row.flow_run_id)
+
+
+def test_a_retrain_that_cannot_train_is_recorded_as_failed_and_not_retried(clean_db, prefect_harness):
+    import time
+
+    from flows.weekly_retrain import retrain_on_drift
+    from models.training import TrainingError
+
+    generate_to_database(clean_db, GeneratorConfig(customers=500, seed=SEED, start=START, months=24))
+    started = time.perf_counter()
+    with pytest.raises(TrainingError, match="no training snapshot fits"):
+        retrain_on_drift(as_of=date(2025, 3, 1))  # four months of history: too little to train
+    assert time.perf_counter() - started < 60  # a data problem is not retried (retries wait 5 + 20 + 60 s)
+
+    with clean_db.connect() as conn:
+        row = conn.execute(sa.text("SELECT * FROM drift_reports")).one()
+    assert row.decision == "failed" and row.triggers == ["no_champion"]
+    assert row.reason.startswith("retrain triggered (no champion model") and "no training snapshot fits" in row.reason
+    assert _registry(clean_db) == {}
