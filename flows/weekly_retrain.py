@@ -50,6 +50,7 @@ from tasks.retrain import (
 
 
 def _run_name() -> str:
+    # as_of None: today's date (the flow may still cap it at the data's last date)
     as_of = flow_run.parameters.get("as_of") or f"today-{get_settings().today()}"
     return f"retrain-{as_of}{'-forced' if flow_run.parameters.get('force') else ''}"
 
