@@ -256,6 +256,29 @@ def evaluate(
     )
 
 
+# ---------------------------------------------------------------- score
+@app.command()
+def score(
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this date, YYYY-MM-DD. Default: today in PAYER_SCORING_TIMEZONE.")] = None,
+) -> None:
+    """Daily scoring flow: validate, features, champion, predict, validate, write customer_categories."""
+    day = _parse_date(as_of, "--as-of")
+
+    def run() -> dict:
+        from flows.daily_scoring import score_customers
+        from models.registry import RegistryError
+        from payer_scoring.rules import RulesError
+        from tasks.validate import ValidationFailed
+        from tasks.write import WriteLockBusy
+
+        try:
+            return score_customers(as_of=day)
+        except (ValidationFailed, RegistryError, RulesError, WriteLockBusy) as exc:
+            raise UserError(str(exc)) from exc
+
+    _print_json(_run(run))
+
+
 def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
         return None

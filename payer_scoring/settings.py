@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     holdout_snapshots: int = Field(default=1, ge=1, description="Latest matured snapshots kept as the time holdout.")
     training_max_rows: int = Field(default=600_000, gt=0, description="Training rows above this are sampled down (memory and time bound).")
     model_threads: int = Field(default=1, gt=0, description="OpenMP threads for model fit/predict (more only on idle cores).")
+    db_retries: int = Field(default=3, ge=0, description="Retries of the scoring tasks that touch the database, on transient errors.")
+    db_retry_delay_seconds: float = Field(default=10.0, ge=0, description="First retry delay (s); doubles on each retry.")
+    write_lock_wait_seconds: float = Field(default=300.0, ge=0, description="How long a scoring write waits for another run's write before giving up (s).")
     # Weekly retrain on drift (flows/weekly_retrain.py; the thresholds are explained in tasks/drift.py).
     drift_bins: int = Field(default=10, ge=2, description="PSI bins: quantiles of the champion's reference sample.")
     drift_drifted_share_max: float = Field(default=0.30, ge=0, le=1, description="Retrain when the share of drifted features (PSI >= 0.10 and KS significant) exceeds this.")
