@@ -3,8 +3,9 @@
 --
 -- One row per (company_id, customer_id) with at least one counted bill issued
 -- on or before T.  One pass over `payments` (filtered on issue date), one sort
--- for the window functions, and a sorted aggregate; companies are aggregated
--- from the per-customer rows, not from a second scan.
+-- of narrow rows (ids, dates, amount, flags) that serves the window function
+-- and the per-customer aggregate; company aggregates are window functions over
+-- the per-customer rows, not a second scan.
 --
 -- Point in time:
 --   * only bills issued on or before T;
@@ -39,7 +40,6 @@ WITH bill AS (
     SELECT
         p.company_id,
         p.customer_id,
-        p.payment_number,
         p.issue_date_dte                                   AS issued,
         d.due,
         d.due + CAST(:grace_days AS integer)               AS due_limit,
@@ -48,7 +48,12 @@ WITH bill AS (
              THEN p.paid_at_dte END                        AS paid_on,
         CAST(p.billing_amount AS double precision)         AS amount_brl,
         COALESCE(p.installment_count, 1) > 1               AS is_instalment,
-        lower(COALESCE(p.payment_method, ''))              AS method,
+        -- payment-method families (the export has generic, boleto, bolepix, pix,
+        -- credit_card, debit_card, bank_transfer; matched by pattern so new
+        -- spellings still count): flags, so the sort below carries no text
+        lower(p.payment_method) LIKE '%pix%'                                      AS is_pix,
+        lower(p.payment_method) LIKE '%boleto%' OR lower(p.payment_method) LIKE '%slip%' AS is_boleto,
+        lower(p.payment_method) LIKE '%card%' OR lower(p.payment_method) LIKE '%cart%'   AS is_card,
         COALESCE(p.by_mail, false)                         AS by_mail,
         COALESCE(p.by_whatsapp, false)                     AS by_whatsapp,
         p.payment_status = ANY (CAST(:event_statuses AS text[])) AS event_status
@@ -77,9 +82,12 @@ flag AS (
         m.matured AND (b.paid_on IS NULL OR b.paid_on > b.due_limit)            AS late,
         COALESCE(b.paid_on, CAST(:as_of AS date)) - b.due                       AS delay_days,
         GREATEST(COALESCE(b.paid_on, CAST(:as_of AS date)) - b.due, 0)          AS dpd,
-        -- 1 = the most recently due matured bill of the customer
+        -- 1 = the most recently due matured bill of the customer.  Ties on the
+        -- due date are broken by days past due, so the recent-3 features are
+        -- the same whatever order the rows come in.
         row_number() OVER (PARTITION BY b.company_id, b.customer_id, m.matured
-                           ORDER BY b.due DESC, b.payment_number DESC)           AS recency
+                           ORDER BY b.due DESC,
+                                    GREATEST(COALESCE(b.paid_on, CAST(:as_of AS date)) - b.due, 0) DESC) AS recency
     FROM bill b
     CROSS JOIN LATERAL (
         SELECT COALESCE(b.due_limit < CAST(:as_of AS date), false) AS matured
@@ -122,9 +130,9 @@ customer AS (
         avg(f.amount_brl)                                                       AS mean_amount_brl,
         max(f.amount_brl)                                                       AS max_amount_brl,
         avg(CAST(f.is_instalment AS integer))                                   AS instalment_share,
-        avg(CAST(f.method LIKE '%pix%' AS integer))                             AS pix_share,
-        avg(CAST(f.method LIKE '%boleto%' OR f.method LIKE '%slip%' AS integer)) AS boleto_share,
-        avg(CAST(f.method LIKE '%card%' OR f.method LIKE '%cart%' AS integer))  AS card_share,
+        avg(CAST(COALESCE(f.is_pix, false) AS integer))                         AS pix_share,
+        avg(CAST(COALESCE(f.is_boleto, false) AS integer))                      AS boleto_share,
+        avg(CAST(COALESCE(f.is_card, false) AS integer))                        AS card_share,
         avg(CAST(f.by_mail AS integer))                                         AS by_mail_share,
         avg(CAST(f.by_whatsapp AS integer))                                     AS by_whatsapp_share,
         count(*) FILTER (WHERE f.event_status
@@ -132,14 +140,6 @@ customer AS (
                                     OR f.due <= CAST(:as_of AS date) - CAST(:event_known_after_days AS integer))) AS n_protest_events
     FROM flag f
     GROUP BY f.company_id, f.customer_id
-),
-company AS (
-    SELECT
-        c.company_id,
-        CAST(sum(c.n_late) AS double precision) / NULLIF(sum(c.n_matured), 0) AS company_late_share,
-        count(*)                                                               AS company_n_customers
-    FROM customer c
-    GROUP BY c.company_id
 ),
 profile AS (
     SELECT company_id,
@@ -158,8 +158,13 @@ scored AS (
              WHEN CAST(c.n_late AS numeric) / c.n_matured <= CAST(:doubtful_max AS numeric) THEN 'doubtful'
              WHEN CAST(c.n_late AS numeric) / c.n_matured <= CAST(:forgetful_max AS numeric) THEN 'forgetful'
              ELSE 'bad' END                                          AS observed_category,
-        CAST(:as_of AS date) - c.first_issued                        AS tenure_days
+        CAST(:as_of AS date) - c.first_issued                        AS tenure_days,
+        -- company aggregates as windows over the (company-sorted) customer rows:
+        -- no second pass over the customers
+        CAST(sum(c.n_late) OVER w AS double precision) / NULLIF(sum(c.n_matured) OVER w, 0) AS company_late_share,
+        count(*) OVER w                                              AS company_n_customers
     FROM customer c
+    WINDOW w AS (PARTITION BY c.company_id)
 )
 SELECT
     s.company_id,
@@ -206,11 +211,10 @@ SELECT
     CAST(s.by_mail_share AS double precision)                             AS by_mail_share,
     CAST(s.by_whatsapp_share AS double precision)                         AS by_whatsapp_share,
     CAST(s.n_protest_events AS double precision)                          AS n_protest_events,
-    COALESCE(co.company_late_share, 0)                                    AS company_late_share,
-    CAST(co.company_n_customers AS double precision)                      AS company_n_customers,
+    COALESCE(s.company_late_share, 0)                                     AS company_late_share,
+    CAST(s.company_n_customers AS double precision)                       AS company_n_customers,
     CAST(COALESCE(pr.is_churn_risk, false) AS integer)::double precision  AS company_is_churn_risk,
     CAST(COALESCE(pr.is_key_account, false) AS integer)::double precision AS company_is_key_account
 FROM scored s
-JOIN company co ON co.company_id = s.company_id
 LEFT JOIN profile pr ON pr.company_id = s.company_id
 ORDER BY s.company_id, s.customer_id
