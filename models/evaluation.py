@@ -15,7 +15,8 @@ Baselines (same holdout rows as the model):
 * ``majority``: always the most frequent training label; probabilities are
   the training label frequencies.
 
-Metrics: macro-F1 and balanced accuracy of the argmax class, multi-class
+Metrics: macro-F1 (over the classes present in the truth or the
+predictions) and balanced accuracy of the argmax class, multi-class
 log-loss (natural log) of the probabilities, per-class recall and the
 confusion matrix (rows: true class, columns: predicted, both in ``CLASSES`` order).
 """
@@ -54,7 +55,9 @@ def classification_metrics(y_true: pd.Series | np.ndarray, proba: np.ndarray | p
         recalls = recall_score(y, y_pred, labels=labels, average=None, zero_division=0)
         return {
             "n": int(len(y)),
-            "macro_f1": float(f1_score(y, y_pred, labels=labels, average="macro", zero_division=0)),
+            # macro over the classes that occur (in truth or prediction), as sklearn does
+            # by default: a class absent from both would add a meaningless 0
+            "macro_f1": float(f1_score(y, y_pred, labels=[c for c in labels if c in set(y) | set(y_pred)], average="macro", zero_division=0)) if len(y) else 0.0,
             "balanced_accuracy": float(balanced_accuracy_score(y, y_pred)) if len(y) else 0.0,
             "accuracy": float(np.mean(y == y_pred)) if len(y) else 0.0,
             "log_loss": _log_loss(y, p),
