@@ -121,7 +121,8 @@ def write_results(
             history_written = conn.execute(sa.text(read_sql("results/history_insert")), params).rowcount
             history_removed = 0
         current_written = conn.execute(sa.text(read_sql("results/current_upsert")), params).rowcount
-        current_removed = conn.execute(sa.text(read_sql("results/current_prune")), params).rowcount
+        # Current rows of date T exist only if a run for T wrote them - with its history rows.
+        current_removed = conn.execute(sa.text(read_sql("results/current_prune")), params).rowcount if rerun else 0
     summary = WriteSummary(
         as_of=as_of,
         rows_staged=staged,
