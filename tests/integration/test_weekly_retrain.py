@@ -10,8 +10,10 @@ fewer the PSI of unchanged features is dominated by sampling noise.
   drift_reports row says why;
 * drift from 2026-06-05 (35 % of customers one step worse, 45 % of new bills
   to pix): the flow as of 2026-08-25 flags the payment-method and late-share
-  features, trains a challenger, and promotes or rejects it by the rule of
-  tasks/drift.py::promotion_decision, checked here from the recorded metrics.
+  features, measures the realized macro-F1 of the daily scoring run of
+  2026-05-27 (whose 90-day window has matured), trains a challenger, and
+  promotes or rejects it by the rule of tasks/drift.py::promotion_decision,
+  checked here from the recorded metrics.
 """
 
 from __future__ import annotations
@@ -98,14 +100,17 @@ def test_without_drift_nothing_is_trained_and_the_reason_is_recorded(engine, pre
     assert row.n_reference > 1_000 and row.n_current > 200
     assert row.policy["promote_max_f1_drop"] == 0.01 and row.policy["drifted_share_max"] == 0.30
     assert _registry(engine) == {champion: "champion"}  # nothing trained, nothing changed
+    print(f"no drift: {_drifted_share(row.feature_drift):.0%} drifted; {row.reason}")
     assert {"drift-table", "retrain-decision"} <= _artifact_keys(row.flow_run_id)
 
 
 @pytest.mark.slow
 def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(engine, prefect_harness):
+    from flows.daily_scoring import score_customers
     from flows.weekly_retrain import retrain_on_drift
 
     champion = _fresh_data_and_champion(engine, drift_at=date(2026, 6, 5))
+    score_customers(as_of=date(2026, 5, 27))  # predictions whose window (to 2026-08-25) the drift runs through
 
     result = retrain_on_drift(as_of=date(2026, 8, 25))
 
@@ -119,6 +124,15 @@ def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(e
     assert "drifted_share" in row.triggers and _drifted_share(drift) > 0.30
     assert row.category_shift["psi"] is not None
 
+    # performance decay: the 2026-05-27 predictions against what happened by 2026-08-25
+    perf = row.performance
+    assert perf["predictions_as_of"] == "2026-05-27" and perf["model_version"] == champion and perf["n"] >= 200
+    with engine.connect() as conn:
+        champion_metrics = conn.execute(sa.text("SELECT metrics FROM model_registry WHERE version = :v"), {"v": champion}).scalar_one()
+    assert perf["expected_macro_f1"] == pytest.approx(champion_metrics["model"]["macro_f1"])
+    assert perf["drop"] == pytest.approx(perf["expected_macro_f1"] - perf["realized_macro_f1"])
+    assert ("performance_decay" in row.triggers) == (perf["drop"] >= get_settings().retrain_f1_drop)
+
     # a challenger was trained and both models were scored on the same holdout
     challenger = row.challenger_version
     assert challenger and challenger != champion
@@ -126,6 +140,8 @@ def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(e
     assert champ["version"] == champion and chall["version"] == challenger
     assert champ["holdout_as_of"] == chall["holdout_as_of"] == ["2026-05-27"]
     assert champ["n"] == chall["n"] > 100
+    # the scoring run of 2026-05-27 is the holdout snapshot: realized = the champion's holdout macro-F1 there
+    assert perf["n"] == champ["n"] and perf["realized_macro_f1"] == pytest.approx(champ["macro_f1"])
     with engine.connect() as conn:
         registered = conn.execute(sa.text("SELECT metrics FROM model_registry WHERE version = :v"), {"v": challenger}).scalar_one()
     assert chall["macro_f1"] == pytest.approx(registered["model"]["macro_f1"])  # same holdout as `train` used
@@ -139,6 +155,8 @@ def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(e
     else:
         assert row.decision == "rejected" and row.reason.startswith("challenger rejected")
         assert registry == {champion: "champion", challenger: "archived"}
+    print(f"drift: {_drifted_share(drift):.0%} drifted; " + ", ".join(f"{f} {drift[f]['psi']:.3f}" for f in METHOD_SHARE_FEATURES + LATE_SHARE_FEATURES))
+    print(f"realized macro-F1 {perf['realized_macro_f1']:.4f} vs holdout {perf['expected_macro_f1']:.4f} on {perf['n']}; triggers {row.triggers}")
     print(f"decision {row.decision}: champion {champ['macro_f1']:.4f}/{champ['log_loss']:.4f}, "
           f"challenger {chall['macro_f1']:.4f}/{chall['log_loss']:.4f} (macro-F1/log-loss)")
     assert {"drift-table", "retrain-decision", "champion-vs-challenger"} <= _artifact_keys(row.flow_run_id)
