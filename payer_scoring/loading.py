@@ -187,9 +187,13 @@ class _RejectsWriter:
         self._tmp = tempfile.TemporaryFile(mode="w+", encoding="utf-8", newline="")
         self._csv = csv.writer(self._tmp)
         self.rows_rejected = 0
+        self.first: str | None = None  # the first bad value, for the one-line threshold error
 
     def reject(self, line: int, problems: Sequence[CellError]) -> None:
         self.rows_rejected += 1
+        if self.first is None and problems:
+            p = problems[0]
+            self.first = f"line {line}, column {p.column or '?'} {p.value!r}, expected {p.expected}"
         for p in problems:
             self._csv.writerow((self.file_label, line, p.column or "", p.value, p.expected, "reject"))
 
@@ -224,11 +228,12 @@ def _share(part: int, whole: int) -> str:
     return f"{share:.2g}%" if text == "0.0%" and share > 0 else text
 
 
-def _check_threshold(path: Path, read: int, rejected: int, share_max: float, report: Path) -> None:
+def _check_threshold(path: Path, read: int, rejected: int, share_max: float, report: Path, first: str | None = None) -> None:
+    """Raise LoadError when rejected / read > share_max; the message names the first bad value (line, column, expected)."""
     if read and rejected / read > share_max:
         raise LoadError(
             f"{path}: {rejected:,} of {read:,} rows rejected ({_share(rejected, read)}) "
-            f"> {share_max:.1%} allowed; see {report}"
+            f"> {share_max:.1%} allowed; {f'first: {first}; ' if first else ''}see {report}"
         )
 
 
@@ -313,7 +318,7 @@ def load_payments_file(
             for d in conn.execute(sa.text(read_sql("load_payments_duplicates")))
         ]
         rejects.write(report_path, duplicates)
-        _check_threshold(path, read, rejects.rows_rejected, share_max, report_path)  # raises -> rollback
+        _check_threshold(path, read, rejects.rows_rejected, share_max, report_path, rejects.first)  # raises -> rollback
         counts = conn.execute(sa.text(read_sql("load_payments_upsert"))).one()
     report = LoadReport(
         file=path,
@@ -414,7 +419,7 @@ def load_companies_file(
         if chunk:
             loaded += _copy_chunk(conn, path, chunk, "companies", columns)
         rejects.write(report_path)
-        _check_threshold(path, read, rejects.rows_rejected, share_max, report_path)  # raises -> rollback
+        _check_threshold(path, read, rejects.rows_rejected, share_max, report_path, rejects.first)  # raises -> rollback
     report = LoadReport(
         file=path,
         table="companies",

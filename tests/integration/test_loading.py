@@ -217,7 +217,10 @@ def test_too_many_rejects_fail_in_one_line_and_write_nothing(clean_db, tmp_path)
     with pytest.raises(LoadError) as err:
         load_payments_file(clean_db, source, rejects_path=report_path)  # default share: settings, 0.01
 
-    assert str(err.value) == f"{source}: 2 of 100 rows rejected (2.0%) > 1.0% allowed; see {report_path}"
+    assert str(err.value) == (
+        f"{source}: 2 of 100 rows rejected (2.0%) > 1.0% allowed; "
+        f"first: line 100, column due_date_dte '31/01/2025', expected date YYYY-MM-DD; see {report_path}"
+    )
     assert table(clean_db, "SELECT * FROM payments ORDER BY payment_number") == snapshot
     assert [r[1:] for r in read_report(report_path)[1:]] == [
         ["100", "due_date_dte", "31/01/2025", "date YYYY-MM-DD", "reject"],
@@ -240,7 +243,8 @@ def test_cli_prints_the_threshold_failure_as_one_line(clean_db, tmp_path, cli):
     assert done.returncode == 1
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
-        f"error: bad.csv: 1 of 2 rows rejected (50.0%) > 1.0% allowed; see {tmp_path / 'bad.csv.rejects.csv'}"
+        f"error: bad.csv: 1 of 2 rows rejected (50.0%) > 1.0% allowed; "
+        f"first: line 3, column billing_amount 'x', expected number; see {tmp_path / 'bad.csv.rejects.csv'}"
     ]
     assert (tmp_path / "bad.csv.rejects.csv").exists()  # default: <file name>.rejects.csv in the current folder
     assert count(clean_db) == 0
@@ -361,7 +365,10 @@ def test_companies_over_the_reject_share_keep_the_previous_snapshot(clean_db, tm
     bad = write_csv(tmp_path / "bad.csv", [company(company_id="NEW"), company(growth_rate="fast")], header=COMPANY_HEADER)
     with pytest.raises(LoadError) as err:
         load_companies_file(clean_db, bad, rejects_path=tmp_path / "b.csv")
-    assert str(err.value) == f"{bad}: 1 of 2 rows rejected (50.0%) > 1.0% allowed; see {tmp_path / 'b.csv'}"
+    assert str(err.value) == (
+        f"{bad}: 1 of 2 rows rejected (50.0%) > 1.0% allowed; "
+        f"first: line 3, column growth_rate 'fast', expected number (inf allowed); see {tmp_path / 'b.csv'}"
+    )
     assert [r["company_id"] for r in table(clean_db, "SELECT company_id FROM companies")] == ["KEEP"]
 
 

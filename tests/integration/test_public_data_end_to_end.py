@@ -126,3 +126,35 @@ def test_nigeria_test_file_load_retrain_score(clean_db, prefect_harness, tmp_pat
 
     _run_pipeline(clean_db, source, "nigeria_superlender_loans", as_of, tmp_path)
     _check_results(clean_db, expected, as_of)
+
+
+def test_real_file_with_another_date_format_fails_with_one_line_naming_line_column_and_format(clean_db, tmp_path, cli):
+    """The IBM file re-saved with ISO dates (as a spreadsheet might) against the M/D/YYYY mapping."""
+    import subprocess
+
+    source = REAL / "ibm_accounts_receivable" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+    resaved = tmp_path / "ibm_iso_dates.csv"
+    with open(source, newline="", encoding="utf-8-sig") as fh, open(resaved, "w", newline="", encoding="utf-8") as out:
+        reader, writer = csv.DictReader(fh), None
+        for r in reader:
+            for col in ("PaperlessDate", "InvoiceDate", "DueDate", "SettledDate"):
+                r[col] = datetime.strptime(r[col], "%m/%d/%Y").date().isoformat()
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=reader.fieldnames)
+                writer.writeheader()
+            writer.writerow(r)
+            if reader.line_num == 2:
+                first_invoice_date = r["InvoiceDate"]
+
+    done = subprocess.run([*cli, "load", "payments", resaved.name, "--mapping", str(MAPPINGS / "ibm_accounts_receivable.yaml")],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {resaved.name}: 2,466 of 2,466 rows rejected (100.0%) > 1.0% allowed; "
+        f"first: line 2, column InvoiceDate '{first_invoice_date}', expected date %m/%d/%Y; "
+        f"see {tmp_path / (resaved.name + '.rejects.csv')}"
+    ]
+    assert not [line for line in done.stderr.splitlines() if line.startswith("Traceback")]
+    with clean_db.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM payments")).scalar_one() == 0
