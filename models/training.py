@@ -256,9 +256,25 @@ def train(
         "library_versions": _library_versions(),
         "random_state": random_state,
     }
-    entry = register_model(engine, model, metadata, train_set[FEATURE_COLUMNS])
+    entry = register_model(engine, model, metadata, reference_population(engine, plan.as_of, rules, settings))
     log.info("model %s (%s): %s", entry.version, entry.status, _headline(report["model"]))
     return TrainResult(entry=entry, report=report, n_train=len(train_set), n_holdout=len(holdout), seconds=timings)
+
+
+def reference_population(engine: Engine, as_of: date, rules: Rules, settings: Settings) -> pd.DataFrame:
+    """Features of the drift population at ``as_of`` (the model's training date): its reference sample.
+
+    The weekly retrain compares the same population at a later as-of with
+    this one (PSI, KS); see :mod:`tasks.retrain` for why the pooled training
+    snapshots are not used.  One row per customer, ``FEATURE_COLUMNS`` among the columns.
+    """
+    from tasks.drift import drift_population
+
+    features = compute_features(engine, as_of, rules, horizon_days=settings.horizon_days)
+    active = drift_population(features, rules.min_matured_bills, settings.drift_active_days)
+    # A book with no recent activity at the training date (a closed historical
+    # file): fall back to every customer that is not new, so drift can be measured.
+    return active if len(active) else features[features["n_matured"] >= rules.min_matured_bills]
 
 
 def evaluate(

@@ -416,3 +416,17 @@ def promotion_decision(
         return True, "challenger promoted: " + figures
     failed = [w for w, ok in (("macro-F1", f1_ok), ("log-loss", ll_ok)) if not ok]
     return False, f"challenger rejected ({' and '.join(failed)} worse beyond the margin): " + figures
+
+
+def drift_population(features: pd.DataFrame, min_matured_bills: int, active_days: int) -> pd.DataFrame:
+    """Rows of ``features`` (one per customer) that the drift check compares, on both sides.
+
+    Customers with at least ``min_matured_bills`` matured bills (not ``new``)
+    that are active: a bill issued in the last ``active_days`` days, or an open
+    or prepaid bill falling due within the horizon.  Returns a filtered view of
+    ``features`` (same columns); see :mod:`tasks.retrain` for why.
+    """
+    active = (features["since_last_bill_days"] <= active_days) | (
+        (features["n_upcoming_open"] + features["n_upcoming_prepaid"]) > 0
+    )
+    return features[(features["n_matured"] >= min_matured_bills) & active]
