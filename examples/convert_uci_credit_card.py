@@ -26,6 +26,12 @@ Output columns (one row per customer and month, months in calendar order;
     bill_amount     BILL_AMTn (NT dollars; may be negative: a credit balance)
     paid_amount     PAY_AMTn
     credit_limit    LIMIT_BAL
+    amount_due      max(BILL_AMTn, 0): what the statement asks the customer to
+                    pay.  A negative balance (3,932 cells) is money the bank
+                    owes the customer, not a bill; the scoring flow's payments
+                    suite stops on negative billed amounts (more than 0.1%),
+                    so the mapping bills amount_due and keeps bill_amount in
+                    the description.
 
 The calendar dates are invented (the source has none); only the order of the
 months and the k-months-late rule come from the data.  With them, "paid after
@@ -57,7 +63,7 @@ STATEMENT_DAY = 1
 DUE_DAY = 15
 OUTPUT_COLUMNS = (
     "customer_id", "month", "statement_date", "due_date", "paid_date",
-    "months_late", "pay_status", "bill_amount", "paid_amount", "credit_limit",
+    "months_late", "pay_status", "bill_amount", "paid_amount", "credit_limit", "amount_due",
 )
 
 
@@ -89,8 +95,17 @@ def melt_row(row: dict[str, str]) -> list[list[str]]:
             row[f"BILL_AMT{n}"],
             row[f"PAY_AMT{n}"],
             row["LIMIT_BAL"],
+            _amount_due(row[f"BILL_AMT{n}"], f"BILL_AMT{n}"),
         ])
     return out
+
+
+def _amount_due(balance: str, column: str) -> str:
+    """``balance`` when it is not negative, else "0" (a credit balance asks for no payment); ValueError on text."""
+    try:
+        return "0" if float(balance) < 0 else balance
+    except ValueError:
+        raise ValueError(f"column {column}: {balance!r}: expected a number") from None
 
 
 def convert(source: Path, target: Path) -> int:
