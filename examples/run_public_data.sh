@@ -212,6 +212,7 @@ summary = {
     "observed": {c: observed.get(c, 0) for c in order},
     "holdout_as_of": report["holdout_as_of"],
     "holdout_n": report["model"]["n"],
+    "holdout_labels": {c: report["label_counts"].get(c, 0) for c in order[:4]},
     "evaluation": {k: {m: round(report[k][m], 3) for m in ("macro_f1", "log_loss")}
                    for k in ("model", "persistence", "persistence_transition", "majority")},
 }
@@ -224,7 +225,8 @@ print(f"bills loaded        {bills:,}")
 print(f"rejected rows       {len(rejected):,}")
 print(f"customer_categories {rows:,} rows: {fmt(summary['predicted'])}")
 print(f"  observed at as-of {fmt(summary['observed'])}")
-print(f"holdout             {', '.join(report['holdout_as_of'])} ({summary['holdout_n']:,} customers with a label)")
+print(f"holdout             {', '.join(report['holdout_as_of'])}: {summary['holdout_n']:,} customers with a label "
+      f"({', '.join(f'{c} {n:,}' for c, n in summary['holdout_labels'].items())})")
 print(f"{'':26}macro-F1  log-loss")
 for k in ("model", "persistence", "persistence_transition", "majority"):
     print(f"  {k:<24}{ev[k]['macro_f1']:>8.3f}  {ev[k]['log_loss']:>8.3f}")
