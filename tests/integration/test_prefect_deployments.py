@@ -47,6 +47,7 @@ def _prefect(env: dict, *args: str, timeout: int = 300) -> str:
 @pytest.mark.slow
 def test_deploy_both_deployments_and_run_them_through_a_worker(clean_db, tmp_path):
     from payer_scoring.generator import GeneratorConfig, generate_to_database
+    from payer_scoring.rules import load_rules
 
     as_of = date.today()
     generate_to_database(clean_db, GeneratorConfig(customers=2_000, seed=11, start=None, months=18, drift_at=None))
@@ -97,7 +98,14 @@ def test_deploy_both_deployments_and_run_them_through_a_worker(clean_db, tmp_pat
 
     with clean_db.connect() as conn:
         scored = conn.execute(sa.text("SELECT count(*), min(as_of_date), max(as_of_date) FROM customer_categories")).one()
-        customers = conn.execute(sa.text("SELECT count(DISTINCT (company_id, customer_id)) FROM payments WHERE issue_date_dte <= :d"), {"d": as_of}).scalar_one()
+        # customers with at least one bill that counts (cancelled/error bills never do)
+        customers = conn.execute(
+            sa.text(
+                "SELECT count(DISTINCT (company_id, customer_id)) FROM payments "
+                "WHERE issue_date_dte <= :d AND NOT (payment_status = ANY(:excluded))"
+            ),
+            {"d": as_of, "excluded": list(load_rules().excluded_statuses)},
+        ).scalar_one()
         champions = conn.execute(sa.text("SELECT count(*) FROM model_registry WHERE status = 'champion'")).scalar_one()
     assert champions == 1
     assert scored == (customers, as_of, as_of)
