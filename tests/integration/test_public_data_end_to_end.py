@@ -160,16 +160,21 @@ def test_real_file_with_another_date_format_fails_with_one_line_naming_line_colu
         assert conn.execute(sa.text("SELECT count(*) FROM payments")).scalar_one() == 0
 
 
-def test_retrain_on_too_short_a_history_ends_with_one_error_line_and_no_traceback(clean_db, tmp_path, cli):
+def test_retrain_on_too_short_a_history_ends_with_one_error_line_and_no_traceback(clean_db, prefect_harness, tmp_path, cli):
     """Real data with too little history for the horizon (as UCI with H = 90): the
     command names the as-of date and what is needed; Prefect's engine frames are
     left out of the log (they are kept with --verbose)."""
+    import os
     import subprocess
+
+    from prefect.settings import PREFECT_API_URL
 
     source = REAL / "ibm_accounts_receivable" / "WA_Fn-UseC_-Accounts-Receivable.csv"
     load_payments_file(clean_db, source, mapping_path=MAPPINGS / "ibm_accounts_receivable.yaml",
                        rejects_path=tmp_path / "rejects.csv")
-    done = subprocess.run([*cli, "retrain", "--force", "--as-of", "2012-06-01"], cwd=tmp_path, capture_output=True, text=True)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the harness's API: no temporary server per command
+    done = subprocess.run([*cli, "retrain", "--force", "--as-of", "2012-06-01"], cwd=tmp_path, capture_output=True,
+                          text=True, env=env, timeout=300)
     assert done.returncode == 1
     assert "Traceback" not in done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("error:")] == [
