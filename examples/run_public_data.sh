@@ -48,7 +48,7 @@ else
 fi
 
 usage() {
-  sed -n '2,4p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 [[ $# -eq 1 ]] || usage
