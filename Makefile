@@ -37,6 +37,12 @@ test: venv
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
 
+## bench: daily scoring and retraining at 100k and 1M customers against the database's floors
+##        (README "Benchmark"); BENCH_ARGS="--sizes 100000" for the small size only
+BENCH_ARGS ?= --sizes 100000,1000000 --reuse --keep-db
+bench: venv
+	$(BIN)/python benchmarks/run_benchmark.py $(BENCH_ARGS)
+
 clean-db: venv
 	-$(BIN)/payer-scoring db stop
 	rm -rf .pgdata
