@@ -41,6 +41,7 @@ Two-sample Kolmogorov-Smirnov
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -132,7 +133,11 @@ def ks_test(reference: Iterable[float], current: Iterable[float]) -> tuple[float
     cur = cur[~np.isnan(cur)]
     if ref.size == 0 or cur.size == 0:
         return math.nan, math.nan
-    result = stats.ks_2samp(ref, cur)
+    with warnings.catch_warnings():
+        # scipy falls back from the exact to the asymptotic p-value on tied or
+        # large samples and says so; the fallback is the documented behaviour.
+        warnings.filterwarnings("ignore", message="ks_2samp: Exact calculation unsuccessful")
+        result = stats.ks_2samp(ref, cur)
     return float(result.statistic), float(result.pvalue)
 
 
