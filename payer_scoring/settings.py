@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     def exempt_features(self) -> tuple[str, ...]:
         """``drift_exempt_features`` as a tuple of names."""
         return tuple(name.strip() for name in self.drift_exempt_features.split(",") if name.strip())
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        """Refuse a timezone name the IANA database does not know (e.g. a typo)."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA timezone name (e.g. America/Sao_Paulo)") from None
+        return value
 
     def today(self) -> date:
         """Today's date in the configured timezone (the default as-of date)."""
