@@ -76,7 +76,7 @@ def retrain_on_drift(force: bool = False, as_of: date | None = None) -> dict:
     if decision.retrain:
         try:
             trained = train_challenger(as_of, settings, rules)
-            evaluation = evaluate_models_task(as_of, champion, trained.entry.version, settings, rules)
+            evaluation = evaluate_models_task(as_of, champion, trained, settings, rules)
         except TrainingError as exc:
             report = failed_report(report, exc)
             write_drift_report_task(report)

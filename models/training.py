@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import numpy as np
@@ -170,6 +170,10 @@ class TrainResult:
     n_train: int
     n_holdout: int
     seconds: dict
+    # The labelled holdout rows and their snapshot dates, so a caller comparing
+    # models on the same holdout (the weekly retrain) need not query them again.
+    holdout: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    holdout_dates: tuple[date, ...] = ()
 
     def summary(self) -> dict:
         """JSON-ready summary (version, status, figures)."""
@@ -258,7 +262,10 @@ def train(
     }
     entry = register_model(engine, model, metadata, reference_population(engine, plan.as_of, rules, settings))
     log.info("model %s (%s): %s", entry.version, entry.status, _headline(report["model"]))
-    return TrainResult(entry=entry, report=report, n_train=len(train_set), n_holdout=len(holdout), seconds=timings)
+    return TrainResult(
+        entry=entry, report=report, n_train=len(train_set), n_holdout=len(holdout), seconds=timings,
+        holdout=holdout, holdout_dates=tuple(plan.holdout),
+    )
 
 
 def reference_population(engine: Engine, as_of: date, rules: Rules, settings: Settings) -> pd.DataFrame:

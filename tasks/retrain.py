@@ -189,11 +189,15 @@ def champion_age_days(champion, as_of: date) -> int | None:
 
 
 # ---------------------------------------------------------------- champion vs challenger
-def evaluate_on_latest_holdout(engine: Engine, as_of: date, models: dict, settings, rules) -> dict:
+def evaluate_on_latest_holdout(
+    engine: Engine, as_of: date, models: dict, settings, rules, holdout=None, holdout_dates: tuple = ()
+) -> dict:
     """Metrics of each loaded model in ``models`` ({role: Champion}) on the same latest matured holdout.
 
     The holdout is the one ``payer-scoring train`` uses for ``as_of``
-    (``models.training``: the snapshot(s) at as_of - H).  Returns
+    (``models.training``: the snapshot(s) at as_of - H); pass the frame and its
+    dates as ``holdout``/``holdout_dates`` when training just built them, so
+    they are not queried twice.  Returns
     ``{"holdout_as_of": [...], "n": rows, role: {macro_f1, log_loss, balanced_accuracy, ...}}``.
     Raises ``models.training.TrainingError`` when the holdout has no labelled row.
     """
@@ -201,17 +205,19 @@ def evaluate_on_latest_holdout(engine: Engine, as_of: date, models: dict, settin
     from models.pipeline import predict_proba_frame
     from models.training import TrainingError, build_training_set, data_bounds, plan_snapshots
 
-    bounds = data_bounds(engine)
-    if bounds is None:
-        raise TrainingError("payments is empty: load or generate data first")
-    plan = plan_snapshots(
-        as_of, bounds[0], settings.horizon_days, settings.snapshot_every_days,
-        settings.training_window_days, settings.min_history_days, settings.holdout_snapshots,
-    )
-    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
+    if holdout is None:
+        bounds = data_bounds(engine)
+        if bounds is None:
+            raise TrainingError("payments is empty: load or generate data first")
+        plan = plan_snapshots(
+            as_of, bounds[0], settings.horizon_days, settings.snapshot_every_days,
+            settings.training_window_days, settings.min_history_days, settings.holdout_snapshots,
+        )
+        holdout_dates = tuple(plan.holdout)
+        holdout = build_training_set(engine, list(holdout_dates), rules, settings.horizon_days)
     if holdout.empty:
-        raise TrainingError(f"as of {as_of}: no labelled customers in the holdout snapshot(s) {plan.holdout}")
-    out: dict = {"holdout_as_of": [d.isoformat() for d in plan.holdout], "n": int(len(holdout))}
+        raise TrainingError(f"as of {as_of}: no labelled customers in the holdout snapshot(s) {list(holdout_dates)}")
+    out: dict = {"holdout_as_of": [d.isoformat() for d in holdout_dates], "n": int(len(holdout))}
     for role, model in models.items():
         proba = predict_proba_frame(model.model, holdout[model.feature_columns]).to_numpy()
         metrics = classification_metrics(holdout["label"], proba)
@@ -469,15 +475,17 @@ def train_challenger(as_of: date, settings, rules):
 
 
 @task(name="evaluate_champion_and_challenger", cache_policy=NO_CACHE, **DB_RETRIES)
-def evaluate_models_task(as_of: date, champion, challenger_version: str, settings, rules) -> dict:
-    """Prefect task: load the challenger (sha256-checked) and :func:`evaluate_on_latest_holdout` both models."""
+def evaluate_models_task(as_of: date, champion, trained, settings, rules) -> dict:
+    """Prefect task: load the challenger (sha256-checked) and score both models on the holdout ``trained`` used."""
     from models.registry import load_model
 
     engine = _engine()
-    models = {"challenger": load_model(engine, challenger_version)}
+    models = {"challenger": load_model(engine, trained.entry.version)}
     if champion is not None:
         models = {"champion": champion, **models}
-    return evaluate_on_latest_holdout(engine, as_of, models, settings, rules)
+    return evaluate_on_latest_holdout(
+        engine, as_of, models, settings, rules, holdout=trained.holdout, holdout_dates=trained.holdout_dates
+    )
 
 
 @task(name="apply_promotion", cache_policy=NO_CACHE, **DB_RETRIES)
