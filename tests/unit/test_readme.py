@@ -37,3 +37,9 @@ def test_every_cli_command_is_documented():
         names += [f"{name} {s}" for s in sub] if sub else [name]
     missing = [n for n in names if f"payer-scoring {n}" not in README]
     assert not missing, f"commands missing from README: {missing}"
+
+
+def test_env_example_lists_every_setting():
+    env_example = (Path(__file__).resolve().parents[2] / ".env.example").read_text()
+    missing = [_env_name(f) for f in Settings.model_fields if f"{_env_name(f)}=" not in env_example]
+    assert not missing, f"settings missing from .env.example: {missing}"
