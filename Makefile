@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: venv demo test lock serve bench clean-db
+.PHONY: venv demo test lock prefect bench clean-db
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,6 @@ clean-db: venv
 	-$(BIN)/payer-scoring db stop
 	rm -rf .pgdata
 
-## serve: local Prefect server + UI on :4200, work pool, both deployments, a worker
-serve: venv
-	bash scripts/serve.sh
+## prefect: local Prefect server + UI on :4200, work pool, both deployments, a worker
+prefect: venv
+	bash scripts/prefect_server.sh

@@ -348,15 +348,17 @@ def child_score(facts: dict) -> dict:
     from models.registry import load_champion
     from payer_scoring.db import get_engine
     from payer_scoring.rules import load_rules
-    from tasks.features import compute_features
-    from tasks.predict import predict_categories
-    from tasks.validate import validate_frame, validate_payments_in_database
-    from tasks.write import write_results
+    from payer_scoring.features import extract_features
+    from payer_scoring.settings import Settings
+    from models.predict import predict_categories
+    from payer_scoring.validation import validate_frame, validate_payments_in_database
+    from payer_scoring.results import write_results
 
     as_of = date.fromisoformat(facts["end_date"])
     latest_plausible = max(date.today(), as_of) + timedelta(days=1)
-    engine = get_engine()
-    rules = load_rules()
+    settings = Settings()
+    engine = get_engine(settings)
+    rules = load_rules(settings.rules_file)
     run_id = f"bench-{datetime.now():%Y%m%dT%H%M%S}"
     stages: list[dict] = []
     with RssSampler() as rss:
@@ -379,7 +381,7 @@ def child_score(facts: dict) -> dict:
                                   extra={"expectations": len(report.outcomes), "quarantined_bills": report.quarantined_bills}))
         m = {}
         with rss.stage(m):
-            features = compute_features(engine, as_of, rules, exclude_run_id=run_id)
+            features = extract_features(engine, as_of, rules, exclude_run_id=run_id, horizon_days=settings.horizon_days)
         customers = len(features)
         stages.append(_stage_dict("feature query (sql/customer_features.sql)", m, bills, "bills", daily=True,
                                   floor="floor: seq-scan count/sum(payments)", extra={"customers": customers}))
@@ -389,7 +391,7 @@ def child_score(facts: dict) -> dict:
         stages.append(_stage_dict("feature validation (GX, pandas)", m, customers, "customers", daily=True))
         m = {}
         with rss.stage(m):
-            champion = load_champion(engine)
+            champion = load_champion(engine, store=settings.model_store)
         stages.append(_stage_dict("champion load", m, 1, "model", daily=True))
         m = {}
         with rss.stage(m):
@@ -459,13 +461,15 @@ def child_train(facts: dict) -> dict:
     """One retrain: ``models.training.train`` as of the data's end date (snapshots, fit, holdout, registry)."""
     from models.training import train
     from payer_scoring.db import get_engine
+    from payer_scoring.settings import Settings
 
     as_of = date.fromisoformat(facts["end_date"])
-    engine = get_engine()
+    settings = Settings()
+    engine = get_engine(settings)
     with RssSampler() as rss:
         m: dict = {}
         with rss.stage(m):
-            result = train(engine, as_of=as_of)
+            result = train(engine, as_of=as_of, settings=settings)
     rows = result.n_train + result.n_holdout
     return {
         "stages": [_stage_dict("retrain (models.training.train)", m, rows, "rows", extra={
@@ -569,10 +573,13 @@ def child_naive(facts: dict) -> dict:
     import sqlalchemy as sa
 
     from payer_scoring.db import get_engine
-    from tasks.features import compute_features
+    from payer_scoring.features import extract_features
+    from payer_scoring.rules import load_rules
+    from payer_scoring.settings import Settings
 
     as_of = date.fromisoformat(facts["end_date"])
-    engine = get_engine()
+    settings = Settings()
+    engine = get_engine(settings)
     variants = [("lean", True)] + ([("pandas", False)] if facts.get("naive_pandas") else [])
     stages = []
     with RssSampler() as rss:
@@ -591,7 +598,7 @@ def child_naive(facts: dict) -> dict:
             total = {"seconds": m_read["seconds"] + m["seconds"], "peak_rss_mb": max(m_read["peak_rss_mb"], m["peak_rss_mb"])}
             stages.append(_stage_dict(f"naive total ({inside} inside)", total, n_bills, "bills", extra={"variant": label}))
     del bills
-    sql = compute_features(engine, as_of).set_index(["company_id", "customer_id"])
+    sql = extract_features(engine, as_of, load_rules(settings.rules_file), horizon_days=settings.horizon_days).set_index(["company_id", "customer_id"])
     sql_columns = ["n_bills", "n_matured_bills", "n_late", "late_share", "dpd_mean_days", "dpd_max_days",
                    "recent3_late_share", "recent3_dpd_mean_days"]  # = NAIVE_FEATURES, as the SQL names them
     for stage in stages:

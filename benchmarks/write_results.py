@@ -1,4 +1,4 @@
-"""Benchmark of the scoring write-back (tasks/write.py): rows per second for the four kinds of write.
+"""Benchmark of the scoring write-back (payer_scoring/results.py): rows per second for the four kinds of write.
 
     .venv/bin/python benchmarks/write_results.py [--rows 300000]
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300_000)
     args = parser.parse_args()
-    from tasks.write import write_results
+    from payer_scoring.results import write_results
 
     server_url = dbmod.resolve_database_url(Settings())
     name = f"payer_scoring_bench_{os.getpid()}"

@@ -188,7 +188,7 @@ rejected = set()
 for path in rejects:
     with open(path, newline="", encoding="utf-8") as fh:
         rejected |= {(r["file"], r["line"]) for r in csv.DictReader(fh) if r["kind"] == "reject"}
-with get_engine().connect() as conn:
+with get_engine(get_settings()).connect() as conn:
     customers, bills = conn.execute(sa.text(
         "SELECT count(DISTINCT (company_id, customer_id)), count(*) FROM payments")).one()
     predicted = dict(conn.execute(sa.text(

@@ -12,7 +12,8 @@ A run as of date T (default: today in ``PAYER_SCORING_TIMEZONE``) produces:
 
 A critical expectation failure, a missing champion or an unreachable database
 fail the run before anything is written.  Tasks that touch the database are
-retried with backoff on transient errors only; the flow itself has no retries.
+retried with backoff on transient errors only (``tasks/retries.py``); the flow
+itself has no retries.
 """
 
 from __future__ import annotations
@@ -20,27 +21,29 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from prefect import flow
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from payer_scoring import reports
 from payer_scoring.rules import load_rules
-from payer_scoring.settings import get_settings
-from tasks.features import extract_features
-from tasks.predict import predict
+from payer_scoring.settings import Settings
+from tasks.retries import db_retry_options
 from tasks.scoring import (
     StepClock,
-    db_retry_options,
-    load_champion_model,
+    extract_features,
+    load_champion,
+    predict_categories,
     publish_category_distribution,
     publish_run_summary,
+    validate_features,
+    validate_payments,
+    validate_scores,
     validation_summary,
+    write_results,
 )
-from tasks.validate import validate_features, validate_payments, validate_scores
-from tasks.write import write_scores
 
 
 def _run_name() -> str:
-    return f"score-customers-{flow_run.parameters.get('as_of') or get_settings().today()}"
+    return f"score-customers-{flow_run.parameters.get('as_of') or Settings().today()}"
 
 
 @flow(name="score-customers", flow_run_name=_run_name)
@@ -51,22 +54,23 @@ def score_customers(as_of: date | None = None) -> dict:
     version, step durations).  Raises ``ValidationFailed``, ``NoChampionError``,
     ``WriteLockBusy`` or the database error after its retries.
     """
-    settings = get_settings()
+    settings = Settings()
     as_of = as_of or settings.today()
     run_id = str(flow_run.id)
-    rules = load_rules()
-    with_db_retries = {**db_retry_options(settings), "cache_policy": NO_CACHE}
+    rules = load_rules(settings.rules_file)
+    db = db_retry_options(settings)
     clock = StepClock()
 
     with validation_summary() as checks:
         tomorrow = settings.today() + timedelta(days=1)
-        checks.add(clock.run(validate_payments.with_options(**with_db_retries), as_of, run_id, tomorrow))
-        features = clock.run(extract_features.with_options(**with_db_retries), as_of, rules, exclude_run_id=run_id)
+        checks.add(clock.run(validate_payments.with_options(**db), settings, as_of, run_id, tomorrow))
+        features = clock.run(extract_features.with_options(**db), settings, as_of, rules, exclude_run_id=run_id)
         checks.add(clock.run(validate_features, features))
-        champion = clock.run(load_champion_model)
-        scores = clock.run(predict.with_options(cache_policy=NO_CACHE), champion, features, rules)
+        champion = clock.run(load_champion.with_options(**db), settings)
+        scores = clock.run(predict_categories, settings, champion, features, rules)
         checks.add(clock.run(validate_scores, scores, len(features)))
 
-    written = clock.run(write_scores.with_options(**with_db_retries), scores, as_of, champion.version, run_id)
+    written = clock.run(write_results.with_options(**db), settings, scores, as_of, champion.version, run_id)
     publish_category_distribution(scores, as_of)
-    return publish_run_summary(as_of, champion.version, checks, written, clock.seconds)
+    summary = reports.run_summary(as_of, champion.version, checks.quarantined_bills, checks.warnings, written, clock.seconds)
+    return publish_run_summary(summary)

@@ -14,8 +14,9 @@ A run produces:
   champion (the old one archived, one transaction) only when it is not worse
   by more than the configured margins, otherwise it is archived.
 
-Triggers, thresholds and the promotion rule: ``tasks/drift.py``; settings:
-README "Weekly retrain on drift".
+Triggers, thresholds and the promotion rule: ``payer_scoring/drift.py``;
+settings: README "Weekly retrain on drift".  Tasks that touch the database
+are retried on transient errors only (``tasks/retries.py``).
 """
 
 from __future__ import annotations
@@ -25,33 +26,29 @@ from datetime import date
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from models import monitoring
 from models.training import TrainingError
+from payer_scoring.drift import promotion_decision
 from payer_scoring.rules import load_rules
-from payer_scoring.settings import get_settings
-from tasks.drift import promotion_decision
-from tasks.retrain import (
-    apply_promotion_task,
-    decide_retrain_task,
-    drift_table_rows,
-    evaluate_models_task,
-    failed_report,
-    judged_report,
-    load_current_champion,
-    measure_drift_task,
-    measure_performance_decay_task,
-    new_report,
-    promotion_rule,
-    publish_artifacts,
-    resolve_as_of_task,
-    retrain_policy,
-    train_challenger,
-    write_drift_report_task,
+from payer_scoring.settings import Settings
+from tasks.retraining import (
+    apply_promotion,
+    decide_retrain,
+    evaluate_on_latest_holdout,
+    find_champion,
+    measure_drift,
+    measure_performance_decay,
+    publish_retrain_artifacts,
+    resolve_as_of,
+    train,
+    write_drift_report,
 )
+from tasks.retries import db_retry_options
 
 
 def _run_name() -> str:
     # as_of None: today's date (the flow may still cap it at the data's last date)
-    as_of = flow_run.parameters.get("as_of") or f"today-{get_settings().today()}"
+    as_of = flow_run.parameters.get("as_of") or f"today-{Settings().today()}"
     return f"retrain-{as_of}{'-forced' if flow_run.parameters.get('force') else ''}"
 
 
@@ -63,31 +60,33 @@ def retrain_on_drift(force: bool = False, as_of: date | None = None) -> dict:
     data's last date.  Returns the drift report (with its ``id``).
     """
     logger = get_run_logger()
-    settings = get_settings()
+    settings = Settings()
     rules = load_rules(settings.rules_file)
-    as_of = resolve_as_of_task(as_of, settings)
+    db = db_retry_options(settings)
+    as_of = resolve_as_of.with_options(**db)(settings, as_of)
 
-    champion = load_current_champion()
-    measured = measure_drift_task(as_of, champion, settings, rules)
-    decay = measure_performance_decay_task(as_of, settings, rules)
-    decision = decide_retrain_task(champion, force, measured, decay, as_of, retrain_policy(settings))
-    report = new_report(as_of, champion, measured, decay, decision, settings, flow_run_id=flow_run.id)
+    champion = find_champion.with_options(**db)(settings)
+    measured = measure_drift.with_options(**db)(settings, as_of, champion, rules)
+    decay = measure_performance_decay.with_options(**db)(settings, as_of, rules)
+    decision = decide_retrain(champion, force, measured, decay, as_of, monitoring.retrain_policy(settings))
+    report = monitoring.new_report(as_of, champion, measured, decay, decision, settings, flow_run_id=flow_run.id)
+    drift_rows = [] if measured is None else monitoring.drift_table_rows(measured.table)
 
     if decision.retrain:
         try:
-            trained = train_challenger(as_of, settings, rules)
-            evaluation = evaluate_models_task(as_of, champion, trained, settings, rules)
+            trained = train.with_options(**db)(settings, as_of, rules)
+            evaluation = evaluate_on_latest_holdout.with_options(**db)(settings, as_of, champion, trained, rules)
         except TrainingError as exc:
-            report = failed_report(report, exc)
-            write_drift_report_task(report)
-            publish_artifacts(report, [] if measured is None else drift_table_rows(measured.table))
+            report = monitoring.failed_report(report, exc)
+            write_drift_report.with_options(**db)(settings, report)
+            publish_retrain_artifacts(report, drift_rows)
             raise
-        promote, reason = promotion_decision(evaluation.get("champion"), evaluation["challenger"], promotion_rule(settings))
+        promote, reason = promotion_decision(evaluation.get("champion"), evaluation["challenger"], monitoring.promotion_rule(settings))
         if trained.entry.status == "challenger":  # the first model is registered as champion already
-            apply_promotion_task(trained.entry.version, promote)
-        report = judged_report(report, trained.entry.version, evaluation, promote, reason, decision.reason)
+            apply_promotion.with_options(**db)(settings, trained.entry.version, promote)
+        report = monitoring.judged_report(report, trained.entry.version, evaluation, promote, reason, decision.reason)
 
-    report["id"] = write_drift_report_task(report)
-    publish_artifacts(report, [] if measured is None else drift_table_rows(measured.table))
+    report["id"] = write_drift_report.with_options(**db)(settings, report)
+    publish_retrain_artifacts(report, drift_rows)
     logger.info("retrain as of %s: %s (%s)", as_of, report["decision"], report["reason"])
     return report

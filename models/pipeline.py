@@ -25,8 +25,8 @@ Why a histogram gradient-boosting classifier (scikit-learn's
   validation split keep it from memorising the training snapshots; larger
   trees (15-31 leaves) scored a worse holdout log-loss on generated data.
 
-Threads: OpenMP threads are capped at ``settings.model_threads`` while fitting
-and predicting (threadpoolctl): on a machine whose cores are busy with other
+Threads: OpenMP threads are capped at ``threads`` (the callers pass
+``settings.model_threads``) while fitting and predicting (threadpoolctl): on a machine whose cores are busy with other
 work, OpenMP's spinning threads made a fit six times slower at 2 threads than
 at 1.
 
@@ -76,32 +76,35 @@ def class_sample_weights(labels: pd.Series, power: float = CLASS_WEIGHT_POWER) -
     return weights / weights.mean()
 
 
-def _threads():
+def _threads(threads: int):
     from threadpoolctl import threadpool_limits
 
-    from payer_scoring.settings import get_settings
-
-    return threadpool_limits(limits=get_settings().model_threads)
+    return threadpool_limits(limits=threads)
 
 
-def fit_pipeline(features: pd.DataFrame, labels: pd.Series, random_state: int = 0) -> Pipeline:
+def fit_pipeline(features: pd.DataFrame, labels: pd.Series, random_state: int = 0, *, threads: int = 1) -> Pipeline:
     """Fit :func:`build_pipeline` on ``features`` (columns in model order) and ``labels`` (class names).
 
-    Raises ValueError when a class of ``CLASSES`` is unknown in ``labels``.
+    ``threads``: OpenMP threads (``settings.model_threads``).  Raises
+    ValueError when a class of ``CLASSES`` is unknown in ``labels``.
     """
     unknown = set(labels.unique()) - set(CLASSES)
     if unknown:
         raise ValueError(f"labels hold unknown classes {sorted(unknown)}; expected {CLASSES}")
     pipeline = build_pipeline(random_state)
-    with _threads():
+    with _threads(threads):
         pipeline.fit(features.to_numpy(dtype=float), labels.to_numpy(), model__sample_weight=class_sample_weights(labels))
     return pipeline
 
 
-def predict_proba_frame(model, features: pd.DataFrame) -> pd.DataFrame:
-    """Probabilities of every class in ``CLASSES`` order (a class unseen in training gets 0); rows sum to 1."""
+def predict_proba_frame(model, features: pd.DataFrame, *, threads: int = 1) -> pd.DataFrame:
+    """Probabilities of every class in ``CLASSES`` order (a class unseen in training gets 0); rows sum to 1.
+
+    One row per row of ``features`` (same index), float64 shares 0-1;
+    ``threads``: OpenMP threads (``settings.model_threads``).
+    """
     if len(features):
-        with _threads():
+        with _threads(threads):
             raw = model.predict_proba(features.to_numpy(dtype=float))
     else:
         raw = np.zeros((0, len(model.classes_)))

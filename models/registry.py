@@ -74,13 +74,12 @@ class RegistryEntry:
     sha256: str
 
 
-def model_store(store: Path | str | None = None) -> Path:
-    """The model store folder (``settings.model_store`` unless given)."""
-    if store is None:
-        from payer_scoring.settings import get_settings
-
-        store = get_settings().model_store
-    return Path(store)
+def find_champion(engine: Engine, *, store: Path | str) -> "Champion | None":
+    """The champion (sha256-checked like :func:`load_champion`), or None when the registry has none."""
+    try:
+        return load_champion(engine, store=store)
+    except NoChampionError:
+        return None
 
 
 def _sha256(data: bytes) -> str:
@@ -100,13 +99,13 @@ def to_json(obj: Any) -> str:
     return json.dumps(obj, default=_json_default, sort_keys=True)
 
 
-def save_artifact(model: Any, metadata: dict, version: str, store: Path | str | None = None) -> tuple[Path, str]:
+def save_artifact(model: Any, metadata: dict, version: str, store: Path | str) -> tuple[Path, str]:
     """Write ``<version>.joblib`` and ``<version>.json`` into the store; return (artifact path, sha256).
 
     The file is written to a temporary name and renamed, so a crash never
     leaves a half-written artifact under the final name.
     """
-    folder = model_store(store)
+    folder = Path(store)
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     joblib.dump(model, buffer, compress=3)
@@ -135,15 +134,18 @@ def register_model(
     metadata: dict,
     reference_sample: pd.DataFrame | None = None,
     *,
-    store: Path | str | None = None,
+    store: Path | str,
     version: str | None = None,
 ) -> RegistryEntry:
     """Save the artifact and record it: ``champion`` when there is none, else ``challenger``.
 
     ``metadata`` must hold feature_columns, rules_version, horizon_days,
     training_start, training_end and metrics (holdout_as_of optional).
-    ``reference_sample``: training features (``REFERENCE_SAMPLE_ROWS`` rows at
-    most are kept) for drift checks.  Raises :class:`RegistryError` when a key is missing.
+    ``reference_sample``: features of the drift population at the training
+    as-of date (the customers active then, see
+    ``models.training.reference_population``; ``REFERENCE_SAMPLE_ROWS`` rows
+    at most are kept) for drift checks.  ``store``: the model store folder
+    (``settings.model_store``).  Raises :class:`RegistryError` when a key is missing.
     """
     required = ("feature_columns", "rules_version", "horizon_days", "training_start", "training_end", "metrics")
     missing = [k for k in required if k not in metadata]
@@ -252,10 +254,10 @@ def _row(engine: Engine, version: str | None) -> sa.Row | None:
         return conn.execute(sa.text(_SELECT_MODEL + " WHERE version = :v"), {"v": version}).first()
 
 
-def _load(row: sa.Row, store: Path | str | None) -> Champion:
+def _load(row: sa.Row, store: Path | str) -> Champion:
     path = Path(row.artifact_path)
     if not path.is_absolute():
-        path = model_store(store) / path
+        path = Path(store) / path
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -277,7 +279,7 @@ def _load(row: sa.Row, store: Path | str | None) -> Champion:
     )
 
 
-def load_champion(engine: Engine, store: Path | str | None = None) -> Champion:
+def load_champion(engine: Engine, *, store: Path | str) -> Champion:
     """Load the champion after checking its sha256; raises :class:`NoChampionError` or :class:`ArtifactIntegrityError`."""
     row = _row(engine, None)
     if row is None:
@@ -285,7 +287,7 @@ def load_champion(engine: Engine, store: Path | str | None = None) -> Champion:
     return _load(row, store)
 
 
-def load_model(engine: Engine, version: str, store: Path | str | None = None) -> Champion:
+def load_model(engine: Engine, version: str, *, store: Path | str) -> Champion:
     """Load any registered model by version (same sha256 check); :class:`RegistryError` when unknown."""
     row = _row(engine, version)
     if row is None:
@@ -294,27 +296,17 @@ def load_model(engine: Engine, version: str, store: Path | str | None = None) ->
 
 
 def champion_version(engine: Engine) -> str | None:
-    """Version of the current champion, or None."""
+    """Version of the current champion, or None (one cheap query: how a long-running reader sees a promotion)."""
     with engine.connect() as conn:
         return conn.execute(sa.text("SELECT version FROM model_registry WHERE status = 'champion'")).scalar()
 
 
-def list_models(engine: Engine) -> pd.DataFrame:
-    """Registry rows (version, created_at, status, training window, macro-F1 and log-loss), newest first."""
-    with engine.connect() as conn:
-        return pd.read_sql(
-            sa.text(
-                "SELECT version, created_at, status, training_start, training_end, holdout_as_of,"
-                " (metrics -> 'model' ->> 'macro_f1')::float AS macro_f1,"
-                " (metrics -> 'model' ->> 'log_loss')::float AS log_loss"
-                " FROM model_registry ORDER BY created_at DESC, version DESC"
-            ),
-            conn,
-        )
-
-
 def load_reference_sample(engine: Engine, version: str) -> pd.DataFrame:
-    """The reference sample of training features of ``version``: one row per sampled row, one column per feature."""
+    """The drift reference sample of ``version`` (features of the customers active at its training as-of date).
+
+    One row per sampled customer, one float64 column per feature of the model.
+    Raises :class:`RegistryError` when the version is unknown.
+    """
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(

@@ -38,9 +38,10 @@ from models.evaluation import baseline_statistics, compare_on_holdout
 from models.pipeline import CLASS_WEIGHT_POWER, fit_pipeline, predict_proba_frame
 from models.registry import RegistryEntry, load_champion, register_model
 from payer_scoring.rules import CLASSES, Rules, load_rules
-from payer_scoring.settings import Settings, get_settings
-from tasks.features import FEATURE_COLUMNS, compute_features
-from tasks.labels import compute_labels
+from payer_scoring.drift import drift_population
+from payer_scoring.features import FEATURE_COLUMNS, extract_features
+from payer_scoring.labels import compute_labels
+from payer_scoring.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def labelled_snapshot(engine: Engine, as_of: date, rules: Rules, horizon_days: i
     Columns: snapshot, company_id, customer_id, n_matured, observed_category,
     FEATURE_COLUMNS, n_window, label.  Only rows with a label.
     """
-    features = compute_features(engine, as_of, rules, horizon_days=horizon_days)
+    features = extract_features(engine, as_of, rules, horizon_days=horizon_days)
     features = features[features["n_matured"] >= rules.min_matured_bills]
     labels = compute_labels(engine, as_of, horizon_days, rules)
     frame = features.merge(labels[["company_id", "customer_id", "n_window", "label"]], on=["company_id", "customer_id"], how="inner")
@@ -200,17 +201,18 @@ def train(
     engine: Engine,
     as_of: date | None = None,
     rules: Rules | None = None,
-    settings: Settings | None = None,
     *,
+    settings: Settings,
     random_state: int = 0,
 ) -> TrainResult:
     """Build the training set, fit, evaluate on the time holdout, save and register the model.
 
+    ``settings`` gives the horizon, the snapshot plan, the row cap, the
+    threads and the model store; ``rules`` default: ``settings.rules_file``.
     Registered as champion when there is none, otherwise as challenger.
     Raises :class:`TrainingError` when the data has no matured snapshot or a
     split has no labelled row.
     """
-    settings = settings or get_settings()
     rules = rules or load_rules(settings.rules_file)
     plan = _plan(engine, as_of, settings)
     if not plan.train:
@@ -232,10 +234,10 @@ def train(
         log.info("sampling %d of %d training rows", settings.training_max_rows, len(train_set))
         train_set = train_set.sample(n=settings.training_max_rows, random_state=random_state).sort_index()
     started = time.perf_counter()
-    model = fit_pipeline(train_set[FEATURE_COLUMNS], train_set["label"], random_state=random_state)
+    model = fit_pipeline(train_set[FEATURE_COLUMNS], train_set["label"], random_state=random_state, threads=settings.model_threads)
     timings["fit"] = round(time.perf_counter() - started, 1)
     stats = baseline_statistics(train_set["observed_category"], train_set["label"])
-    proba = predict_proba_frame(model, holdout[FEATURE_COLUMNS]).to_numpy()
+    proba = predict_proba_frame(model, holdout[FEATURE_COLUMNS], threads=settings.model_threads).to_numpy()
     report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)
     report["holdout_as_of"] = plan.holdout[-1].isoformat()
     metadata = {
@@ -260,7 +262,9 @@ def train(
         "library_versions": _library_versions(),
         "random_state": random_state,
     }
-    entry = register_model(engine, model, metadata, reference_population(engine, plan.as_of, rules, settings))
+    entry = register_model(
+        engine, model, metadata, reference_population(engine, plan.as_of, rules, settings), store=settings.model_store
+    )
     log.info("model %s (%s): %s", entry.version, entry.status, _headline(report["model"]))
     return TrainResult(
         entry=entry, report=report, n_train=len(train_set), n_holdout=len(holdout), seconds=timings,
@@ -272,12 +276,10 @@ def reference_population(engine: Engine, as_of: date, rules: Rules, settings: Se
     """Features of the drift population at ``as_of`` (the model's training date): its reference sample.
 
     The weekly retrain compares the same population at a later as-of with
-    this one (PSI, KS); see :mod:`tasks.retrain` for why the pooled training
+    this one (PSI, KS); see :mod:`models.monitoring` for why the pooled training
     snapshots are not used.  One row per customer, ``FEATURE_COLUMNS`` among the columns.
     """
-    from tasks.drift import drift_population
-
-    features = compute_features(engine, as_of, rules, horizon_days=settings.horizon_days)
+    features = extract_features(engine, as_of, rules, horizon_days=settings.horizon_days)
     active = drift_population(features, rules.min_matured_bills, settings.drift_active_days)
     # A book with no recent activity at the training date (a closed historical
     # file): fall back to every customer that is not new, so drift can be measured.
@@ -288,7 +290,8 @@ def evaluate(
     engine: Engine,
     as_of: date | None = None,
     rules: Rules | None = None,
-    settings: Settings | None = None,
+    *,
+    settings: Settings,
 ) -> dict:
     """Compare the champion with the persistence and majority baselines on the latest matured snapshot(s).
 
@@ -299,9 +302,8 @@ def evaluate(
     champion's training labels, i.e. the figures are optimistic).
     Raises NoChampionError / TrainingError.
     """
-    settings = settings or get_settings()
     rules = rules or load_rules(settings.rules_file)
-    champion = load_champion(engine)
+    champion = load_champion(engine, store=settings.model_store)
     plan = _plan(engine, as_of, settings)
     holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
     if holdout.empty:
@@ -309,7 +311,7 @@ def evaluate(
     if champion.metadata.get("rules_version") != rules.version:
         log.warning("champion %s was trained with rules %s, evaluating with %s", champion.version, champion.metadata.get("rules_version"), rules.version)
     stats = champion.metadata["baseline_statistics"]
-    proba = predict_proba_frame(champion.model, holdout[champion.feature_columns]).to_numpy()
+    proba = predict_proba_frame(champion.model, holdout[champion.feature_columns], threads=settings.model_threads).to_numpy()
     report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)
     training_end = date.fromisoformat(str(champion.metadata["training_end"]))
     return {

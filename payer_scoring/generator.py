@@ -245,15 +245,15 @@ class SyntheticExport:
 def build_export(config: GeneratorConfig, today: date | None = None) -> SyntheticExport:
     """Resolve the dates of ``config`` and draw the companies; customers come later from ``chunks()``.
 
-    Raises :class:`GeneratorError` for an empty request or a drift date outside the history.
+    ``today`` (the export date when ``config.start`` is None; callers pass
+    ``settings.today()``).  Raises :class:`GeneratorError` for an empty
+    request, a drift date outside the history, or neither a start nor today.
     """
     if config.customers < 1 or config.months < 1 or config.chunk_customers < 1:
         raise GeneratorError("customers, months and chunk size must be at least 1")
     if config.start is None:
         if today is None:
-            from payer_scoring.settings import get_settings
-
-            today = get_settings().today()
+            raise GeneratorError("the generator needs a start date or today's date (settings.today())")
         start = add_months(today, -config.months)
     else:
         start = config.start

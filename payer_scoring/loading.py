@@ -48,12 +48,14 @@ from payer_scoring import parsing
 from payer_scoring.db import copy_rows, read_sql
 from payer_scoring.mapping import PAYMENT_COLUMNS, MappingError, export_layout, load_mapping
 from payer_scoring.parsing import CellError
-from payer_scoring.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 STAGE_COLUMNS = (*PAYMENT_COLUMNS, "source_file", "source_line")
 REJECTS_HEADER = ("file", "line", "column", "value", "expected", "kind")
+# Defaults of settings.reject_share_max / settings.load_chunk_rows (the CLI passes the settings).
+DEFAULT_REJECT_SHARE_MAX = 0.01
+DEFAULT_CHUNK_ROWS = 50_000
 _CSV_FIELD_LIMIT = 16 * 1024 * 1024  # bytes in one field; a runaway quote fails with a clear message
 
 # The company profiling export: (table column, header in the export, type).
@@ -246,20 +248,19 @@ def load_payments_file(
     mapping_path: Path | str | None = None,
     rejects_path: Path | str | None = None,
     *,
-    reject_share_max: float | None = None,
-    chunk_rows: int | None = None,
+    reject_share_max: float = DEFAULT_REJECT_SHARE_MAX,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> LoadReport:
     """Upsert the bills of one CSV file into `payments`; return what was done.
 
     ``mapping_path``: a mapping YAML for another layout (None = the export layout).
-    ``reject_share_max`` (share 0-1) and ``chunk_rows`` default to the settings
-    ``reject_share_max`` / ``load_chunk_rows``.  Raises :class:`LoadError` (one
+    ``reject_share_max`` (share 0-1) and ``chunk_rows``: the settings
+    ``reject_share_max`` / ``load_chunk_rows`` (the CLI passes them).  Raises :class:`LoadError` (one
     line) when the file or mapping cannot be read, a needed column is missing,
     or too many rows are rejected; in every error case `payments` is unchanged.
     """
-    settings = get_settings()
-    share_max = settings.reject_share_max if reject_share_max is None else reject_share_max
-    chunk_size = chunk_rows or settings.load_chunk_rows
+    share_max = reject_share_max
+    chunk_size = chunk_rows
     path = Path(path)
     report_path = Path(rejects_path) if rejects_path is not None else default_rejects_path(path)
     try:
@@ -354,8 +355,8 @@ def load_companies_file(
     path: Path | str,
     rejects_path: Path | str | None = None,
     *,
-    reject_share_max: float | None = None,
-    chunk_rows: int | None = None,
+    reject_share_max: float = DEFAULT_REJECT_SHARE_MAX,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> LoadReport:
     """Replace the whole `companies` snapshot with one CSV file of the company profiling export.
 
@@ -366,9 +367,8 @@ def load_companies_file(
     (settings ``reject_share_max``) -> :class:`LoadError` and the previous
     snapshot stays.  Delete and inserts run in one transaction.
     """
-    settings = get_settings()
-    share_max = settings.reject_share_max if reject_share_max is None else reject_share_max
-    chunk_size = chunk_rows or settings.load_chunk_rows
+    share_max = reject_share_max
+    chunk_size = chunk_rows
     path = Path(path)
     report_path = Path(rejects_path) if rejects_path is not None else default_rejects_path(path)
     if not path.exists():

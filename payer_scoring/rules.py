@@ -1,9 +1,17 @@
-"""The payer-category rules: read and check ``config/rules.toml``.
+"""The payer-category rule's one owner: the categories, their labels, and ``config/rules.toml``.
 
-The file documents every key in its comments.  :func:`load_rules` returns a
-frozen :class:`Rules`; :meth:`Rules.sql_params` gives the bind parameters the
-feature and label queries (``sql/*.sql``) expect, and :func:`category_for` is
-the same rule in Python (used by tests and by baselines).
+* :data:`CATEGORIES` / :data:`CLASSES` (the model's classes, in probability
+  column order), :data:`CATEGORY_LABELS` (pt-BR) and
+  :data:`PROBABILITY_COLUMNS` are the one Python definition of the categories;
+  the expectation suites, the results tables and the ``category_labels`` view
+  are checked against them by tests (``tests/unit/test_category_rule_owner.py``).
+* The counted / matured / late bill definitions and the category CASE live
+  once in SQL, as the functions of ``sql/migrations/0007_category_rule.sql``,
+  which the feature and label queries call.
+* :func:`load_rules` reads and checks the thresholds and status lists;
+  :meth:`Rules.sql_params` gives the bind parameters those queries expect;
+  :func:`category_for` is the same rule in Python, which the tests hold the
+  SQL to.
 """
 
 from __future__ import annotations
@@ -27,6 +35,18 @@ DUE_DATE_COLUMNS = ("due_date_dte", "original_due_date_dte")
 # Model classes in a fixed order (probability columns p_<class> follow it).
 CLASSES: tuple[str, ...] = ("good", "doubtful", "forgetful", "bad")
 CATEGORIES: tuple[str, ...] = ("new", *CLASSES)
+# pt-BR labels billing shows (DESIGN.md); the category_labels view holds the same.
+CATEGORY_LABELS: dict[str, str] = {
+    "new": "Novos Pagadores",
+    "good": "Bons Pagadores",
+    "doubtful": "Pagadores Duvidosos",
+    "forgetful": "Pagadores Esquecidos",
+    "bad": "Maus Pagadores",
+}
+# Class-probability columns of the scores frame and the results tables.
+PROBABILITY_COLUMNS: tuple[str, ...] = tuple(f"p_{c}" for c in CLASSES)
+# The rules file shipped with the code (settings.rules_file defaults to it).
+DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "rules.toml"
 
 _SCHEMA: dict[str, set[str]] = {
     "statuses": {"paid", "open", "excluded", "unknown_status", "protest_or_derogatory", "event_known_after_days"},
@@ -85,7 +105,8 @@ def category_for(n_matured: int, n_late: int, rules: Rules, *, min_bills: int | 
     """The category the rules give to ``n_late`` late bills out of ``n_matured`` matured ones.
 
     ``min_bills`` overrides ``rules.min_matured_bills`` (labels use 1: any matured bill judges).
-    Returns ``new`` below the minimum.
+    Returns ``new`` below the minimum.  The SQL function ``payer_category``
+    (migration 0007) is the same rule; tests hold one to the other.
     """
     minimum = rules.min_matured_bills if min_bills is None else min_bills
     if n_matured < max(minimum, 1):
@@ -127,17 +148,13 @@ def _share(path: Path, table: dict, section: str, key: str) -> float:
     return float(value)
 
 
-def load_rules(path: Path | str | None = None) -> Rules:
-    """Read and check the rules file (default ``settings.rules_file``); return frozen :class:`Rules`.
+def load_rules(path: Path | str = DEFAULT_RULES_FILE) -> Rules:
+    """Read and check the rules file (callers pass ``settings.rules_file``); return frozen :class:`Rules`.
 
     Raises :class:`RulesError` with a one-line message naming the file and key
     when the file is missing, is not TOML, has an unknown or missing key, a
     status in two lists, thresholds out of order, or an unknown due-date column.
     """
-    if path is None:
-        from payer_scoring.settings import get_settings
-
-        path = get_settings().rules_file
     path = Path(path)
     try:
         raw = path.read_bytes()

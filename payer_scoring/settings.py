@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     database_name: str = Field(default="payer_scoring", description="Database created on the embedded server.")
     timezone: str = Field(default="America/Sao_Paulo", description="Timezone that defines 'today' for the default as-of date.")
     rules_file: Path = Field(default=PROJECT_ROOT / "config" / "rules.toml", description="Category rules (TOML).")
-    model_store: Path = Field(default=PROJECT_ROOT / "models" / "store", description="Folder holding model artifacts.")
+    model_store: Path = Field(default=PROJECT_ROOT / "var" / "model-store", description="Folder holding model artifacts (runtime data, outside the code folders).")
     reject_share_max: float = Field(default=0.01, ge=0, le=1, description="Load fails when rejected rows exceed this share (0-1).")
     load_chunk_rows: int = Field(default=50_000, gt=0, description="Rows per COPY chunk when loading CSV files.")
     horizon_days: int = Field(default=90, gt=0, description="Performance window H in days.")
@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     db_retries: int = Field(default=3, ge=0, description="Retries of the scoring tasks that touch the database, on transient errors.")
     db_retry_delay_seconds: float = Field(default=10.0, ge=0, description="First retry delay (s); doubles on each retry.")
     write_lock_wait_seconds: float = Field(default=300.0, ge=0, description="How long a scoring write waits for another run's write before giving up (s).")
-    # Weekly retrain on drift (flows/weekly_retrain.py; the thresholds are explained in tasks/drift.py).
+    # Weekly retrain on drift (flows/weekly_retrain.py; the thresholds are explained in payer_scoring/drift.py).
     drift_bins: int = Field(default=10, ge=2, description="PSI bins: quantiles of the champion's reference sample.")
     drift_drifted_share_max: float = Field(default=0.30, ge=0, le=1, description="Retrain when the share of drifted features (PSI >= 0.10 and KS significant) exceeds this.")
     drift_ks_alpha: float = Field(default=0.01, gt=0, lt=1, description="A feature counts as drifted only when its KS p-value is below this (and PSI >= 0.10).")

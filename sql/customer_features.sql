@@ -18,12 +18,14 @@
 -- The remaining export-date facts used are the excluded statuses (a bill
 -- cancelled later is left out at every T) and the `companies` snapshot.
 --
--- Definitions (rules from config/rules.toml, passed as bind parameters):
---   due          = due_date_dte, or COALESCE(original_due_date_dte, due_date_dte)
---                  when :due_date_column = 'original_due_date_dte'; NULL due -> never matures
+-- Definitions: the bill rules are the SQL functions of migration 0007
+-- (payer_bill_counts, payer_bill_due, payer_bill_paid_on, payer_bill_matured,
+-- payer_bill_late, payer_category), fed with config/rules.toml's values as bind
+-- parameters:
+--   due          = payer_bill_due(...); NULL due -> never matures
 --   limit        = due + :grace_days
---   matured      = limit < T
---   late         = matured AND (unpaid as of T OR paid_at_dte > limit)
+--   matured      = payer_bill_matured(limit, T)              (limit < T)
+--   late         = payer_bill_late(limit, paid_on, T)        (matured AND (unpaid as of T OR paid after limit))
 --   delay_days   = (paid date, or T when unpaid) - due        (signed; < 0 = early)
 --   dpd          = GREATEST(delay_days, 0)                    (days past due)
 --
@@ -43,9 +45,8 @@ WITH bill AS (
         p.issue_date_dte                                   AS issued,
         d.due,
         d.due + CAST(:grace_days AS integer)               AS due_limit,
-        CASE WHEN p.payment_status = ANY (CAST(:paid_statuses AS text[]))
-                  AND p.paid_at_dte <= CAST(:as_of AS date)
-             THEN p.paid_at_dte END                        AS paid_on,
+        payer_bill_paid_on(p.payment_status, p.paid_at_dte, CAST(:paid_statuses AS text[]),
+                           CAST(:as_of AS date))           AS paid_on,
         CAST(p.billing_amount AS double precision)         AS amount_brl,
         COALESCE(p.installment_count, 1) > 1               AS is_instalment,
         -- payment-method families (the export has generic, boleto, bolepix, pix,
@@ -59,14 +60,11 @@ WITH bill AS (
         p.payment_status = ANY (CAST(:event_statuses AS text[])) AS event_status
     FROM payments p
     CROSS JOIN LATERAL (
-        SELECT CASE WHEN CAST(:due_date_column AS text) = 'original_due_date_dte'
-                    THEN COALESCE(p.original_due_date_dte, p.due_date_dte)
-                    ELSE p.due_date_dte END AS due
+        SELECT payer_bill_due(p.due_date_dte, p.original_due_date_dte, CAST(:due_date_column AS text)) AS due
     ) d
     WHERE p.issue_date_dte <= CAST(:as_of AS date)
-      AND NOT (p.payment_status = ANY (CAST(:excluded_statuses AS text[])))
-      AND NOT (CAST(:unknown_excluded AS boolean)
-               AND NOT (p.payment_status = ANY (CAST(:paid_statuses AS text[]) || CAST(:open_statuses AS text[]))))
+      AND payer_bill_counts(p.payment_status, CAST(:paid_statuses AS text[]), CAST(:open_statuses AS text[]),
+                            CAST(:excluded_statuses AS text[]), CAST(:unknown_excluded AS boolean))
       AND NOT EXISTS (
           SELECT 1 FROM quarantined_payments q
           WHERE q.flow_run_id = CAST(:exclude_run_id AS text)
@@ -79,7 +77,7 @@ flag AS (
     SELECT
         b.*,
         m.matured,
-        m.matured AND (b.paid_on IS NULL OR b.paid_on > b.due_limit)            AS late,
+        payer_bill_late(b.due_limit, b.paid_on, CAST(:as_of AS date))           AS late,
         COALESCE(b.paid_on, CAST(:as_of AS date)) - b.due                       AS delay_days,
         GREATEST(COALESCE(b.paid_on, CAST(:as_of AS date)) - b.due, 0)          AS dpd,
         -- 1 = the most recently due matured bill of the customer.  Ties on the
@@ -90,7 +88,7 @@ flag AS (
                                     GREATEST(COALESCE(b.paid_on, CAST(:as_of AS date)) - b.due, 0) DESC) AS recency
     FROM bill b
     CROSS JOIN LATERAL (
-        SELECT COALESCE(b.due_limit < CAST(:as_of AS date), false) AS matured
+        SELECT payer_bill_matured(b.due_limit, CAST(:as_of AS date)) AS matured
     ) m
 ),
 customer AS (
@@ -153,11 +151,8 @@ scored AS (
     SELECT
         c.*,
         CAST(c.n_late AS double precision) / NULLIF(c.n_matured, 0) AS late_share_raw,
-        CASE WHEN c.n_matured < CAST(:min_matured_bills AS integer) THEN 'new'
-             WHEN CAST(c.n_late AS numeric) / c.n_matured <= CAST(:good_max AS numeric) THEN 'good'
-             WHEN CAST(c.n_late AS numeric) / c.n_matured <= CAST(:doubtful_max AS numeric) THEN 'doubtful'
-             WHEN CAST(c.n_late AS numeric) / c.n_matured <= CAST(:forgetful_max AS numeric) THEN 'forgetful'
-             ELSE 'bad' END                                          AS observed_category,
+        payer_category(c.n_late, c.n_matured, CAST(:min_matured_bills AS integer), CAST(:good_max AS numeric),
+                       CAST(:doubtful_max AS numeric), CAST(:forgetful_max AS numeric)) AS observed_category,
         CAST(:as_of AS date) - c.first_issued                        AS tenure_days,
         -- company aggregates as windows over the (company-sorted) customer rows:
         -- no second pass over the customers
@@ -171,7 +166,7 @@ SELECT
     s.customer_id,
     s.n_matured,
     s.observed_category,
-    -- model inputs: the order of tasks/features.py FEATURE_COLUMNS
+    -- model inputs: the order of payer_scoring/features.py FEATURE_COLUMNS
     CAST(s.n_bills AS double precision)                                   AS n_bills,
     CAST(s.n_matured AS double precision)                                 AS n_matured_bills,
     CAST(s.n_late AS double precision)                                    AS n_late,

@@ -1,12 +1,9 @@
-"""Steps of the daily scoring run that are neither features, prediction, validation nor writing.
+"""Tasks of the daily scoring run (``flows/daily_scoring.py``): thin wrappers, named as the functions they wrap.
 
-* :func:`db_retry_options` - the retry policy of the tasks that touch the
-  database (extract, validate payments, write): retried with exponential
-  backoff, and only on transient database errors (:func:`is_transient_db_error`);
-* :func:`load_champion_model` - the champion, sha256-checked by the registry;
-* the Prefect artifacts: :class:`validation_summary` (markdown of every
-  suite), :func:`publish_category_distribution` (table) and
-  :func:`publish_run_summary` (markdown); :class:`StepClock` times the steps.
+Each task takes the settings (read once by the flow), opens the engine and
+calls the plain function of the same name in ``payer_scoring/`` or
+``models/``.  Retries are given by the flow (``tasks.retries``) to the tasks
+that touch the database.
 """
 
 from __future__ import annotations
@@ -15,99 +12,97 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import date
-from typing import Any
 
 import pandas as pd
-import sqlalchemy as sa
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 
-from payer_scoring.rules import CATEGORIES
+from models import predict, registry
+from payer_scoring import features, reports, results, validation
+from payer_scoring.db import get_engine, prepare_database
+from payer_scoring.rules import Rules
 from payer_scoring.settings import Settings
-from tasks.validate import ValidationFailed, ValidationReport
-from tasks.write import WriteLockBusy, WriteSummary
 
 log = logging.getLogger(__name__)
 
-CATEGORY_LABELS: dict[str, str] = {
-    "new": "Novos Pagadores",
-    "good": "Bons Pagadores",
-    "doubtful": "Pagadores Duvidosos",
-    "forgetful": "Pagadores Esquecidos",
-    "bad": "Maus Pagadores",
-}
 
+@task(name="validate_payments", cache_policy=NO_CACHE)
+def validate_payments(settings: Settings, as_of: date, flow_run_id: str, latest_plausible_date: date) -> validation.ValidationReport:
+    """:func:`payer_scoring.validation.validate_payments_in_database` (quarantines failing bills).
 
-# --------------------------------------------------------------------------- retries
-def is_transient_db_error(exc: BaseException | None) -> bool:
-    """True when ``exc`` (or an exception it was raised from) is a lost or refused connection.
-
-    Connection failures surface as SQLAlchemy/psycopg ``OperationalError``
-    (also wrapped in :class:`payer_scoring.db.DatabaseError` by ``get_engine``).
-    A busy write lock, a failed expectation and every other error are not
-    transient: retrying would not help.
+    The run's first database step, so it also applies pending migrations
+    (:func:`payer_scoring.db.prepare_database`: once per flow run, retried with it).
     """
-    import psycopg
-
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, (WriteLockBusy, ValidationFailed)):
-            return False
-        if isinstance(exc, psycopg.errors.LockNotAvailable):
-            return False
-        if isinstance(exc, (sa.exc.OperationalError, psycopg.OperationalError)):
-            orig = getattr(exc, "orig", None)
-            return not isinstance(orig, psycopg.errors.LockNotAvailable)
-        if isinstance(exc, sa.exc.DisconnectionError):
-            return True
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return False
+    return validation.validate_payments_in_database(
+        prepare_database(settings), as_of=as_of, flow_run_id=flow_run_id, latest_plausible_date=latest_plausible_date
+    )
 
 
-def _retry_on_transient_db_error(task, task_run, state) -> bool:
-    exc = state.data if isinstance(state.data, BaseException) else None
-    if exc is None:
-        try:
-            exc = state.result(raise_on_failure=False)
-        except Exception:  # noqa: BLE001 - an unreadable state is not worth a retry
-            return False
-    retry = is_transient_db_error(exc if isinstance(exc, BaseException) else None)
-    if retry:
-        log.warning("task %s: transient database error, retrying: %s", task.name, str(exc).splitlines()[0])
-    return retry
+@task(name="extract_features", cache_policy=NO_CACHE)
+def extract_features(settings: Settings, as_of: date, rules: Rules, exclude_run_id: str) -> pd.DataFrame:
+    """:func:`payer_scoring.features.extract_features` with the run's quarantined bills left out."""
+    return features.extract_features(
+        get_engine(settings), as_of, rules, exclude_run_id, horizon_days=settings.horizon_days
+    )
 
 
-def db_retry_options(settings: Settings) -> dict[str, Any]:
-    """``Task.with_options`` arguments: ``settings.db_retries`` retries, delays doubling from ``db_retry_delay_seconds``."""
-    return {
-        "retries": settings.db_retries,
-        "retry_delay_seconds": exponential_backoff(settings.db_retry_delay_seconds)(settings.db_retries)
-        if settings.db_retries
-        else 0,
-        "retry_jitter_factor": 0.2 if settings.db_retry_delay_seconds else None,
-        "retry_condition_fn": _retry_on_transient_db_error,
-    }
+@task(name="validate_features", cache_policy=NO_CACHE)
+def validate_features(frame: pd.DataFrame) -> validation.ValidationReport:
+    """The ``customer_features`` suite on the features frame (:func:`payer_scoring.validation.validate_frame`)."""
+    return validation.validate_frame(frame, "customer_features")
 
 
-# --------------------------------------------------------------------------- champion
-@task(name="load_champion_model", cache_policy=NO_CACHE)
-def load_champion_model():
-    """Prefect task: the champion from the registry (artifact sha256 checked before unpickling).
-
-    Raises ``models.registry.NoChampionError`` (message names the command that trains one).
-    """
-    from models.registry import load_champion
-    from payer_scoring.db import get_engine
-
-    champion = load_champion(get_engine())
+@task(name="load_champion", cache_policy=NO_CACHE)
+def load_champion(settings: Settings) -> registry.Champion:
+    """:func:`models.registry.load_champion` (sha256 checked before unpickling); NoChampionError when none."""
+    champion = registry.load_champion(get_engine(settings), store=settings.model_store)
     log.info("champion model %s", champion.version)
     return champion
 
 
-# --------------------------------------------------------------------------- timing
+@task(name="predict_categories", cache_policy=NO_CACHE)
+def predict_categories(settings: Settings, champion: registry.Champion, frame: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """:func:`models.predict.predict_categories`."""
+    return predict.predict_categories(champion, frame, rules, threads=settings.model_threads)
+
+
+@task(name="validate_scores", cache_policy=NO_CACHE)
+def validate_scores(scores: pd.DataFrame, features_row_count: int) -> validation.ValidationReport:
+    """The ``customer_scores`` suite on the predictions frame."""
+    return validation.validate_frame(scores, "customer_scores", {"features_row_count": features_row_count})
+
+
+@task(name="write_results", cache_policy=NO_CACHE)
+def write_results(settings: Settings, scores: pd.DataFrame, as_of: date, model_version: str, flow_run_id: str) -> results.WriteSummary:
+    """:func:`payer_scoring.results.write_results` (one transaction; waits ``settings.write_lock_wait_seconds``)."""
+    return results.write_results(
+        get_engine(settings),
+        scores,
+        as_of=as_of,
+        model_version=model_version,
+        flow_run_id=flow_run_id,
+        lock_wait_seconds=settings.write_lock_wait_seconds,
+    )
+
+
+@task(name="publish_category_distribution", cache_policy=NO_CACHE)
+def publish_category_distribution(scores: pd.DataFrame, as_of: date) -> list[dict]:
+    """The ``category-distribution`` table artifact (:func:`payer_scoring.reports.category_distribution`)."""
+    rows = reports.category_distribution(scores)
+    create_table_artifact(key="category-distribution", table=rows, description=f"Customers per category as of {as_of}")
+    return rows
+
+
+@task(name="publish_run_summary", cache_policy=NO_CACHE)
+def publish_run_summary(summary: dict) -> dict:
+    """The ``run-summary`` markdown artifact (:func:`payer_scoring.reports.run_summary_markdown`); returns ``summary``."""
+    create_markdown_artifact(
+        key="run-summary", markdown=reports.run_summary_markdown(summary), description=f"Scoring run as of {summary['as_of']}"
+    )
+    return summary
+
+
 class StepClock:
     """Runs steps and records their wall-clock seconds by name (for the run summary)."""
 
@@ -124,18 +119,18 @@ class StepClock:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - started, 3)
 
 
-# --------------------------------------------------------------------------- artifacts
 class validation_summary:  # noqa: N801 - used as a context manager, reads like a step
     """Collects the suites' reports; on exit publishes the ``validation-summary`` markdown artifact.
 
-    A :class:`ValidationFailed` raised inside the block adds its report (so the
-    artifact names the failed expectation) and is re-raised unchanged.
+    A :class:`payer_scoring.validation.ValidationFailed` raised inside the
+    block adds its report (so the artifact names the failed expectation) and
+    is re-raised unchanged.
     """
 
     def __init__(self) -> None:
-        self.reports: list[ValidationReport] = []
+        self.reports: list[validation.ValidationReport] = []
 
-    def add(self, report: ValidationReport) -> ValidationReport:
+    def add(self, report: validation.ValidationReport) -> validation.ValidationReport:
         self.reports.append(report)
         return report
 
@@ -151,94 +146,16 @@ class validation_summary:  # noqa: N801 - used as a context manager, reads like 
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if isinstance(exc, ValidationFailed):
+        if isinstance(exc, validation.ValidationFailed):
             self.reports.append(exc.report)
         try:
-            publish_validation_summary(self.reports, failed=exc is not None)
+            create_markdown_artifact(
+                key="validation-summary",
+                markdown=reports.validation_markdown(self.reports, failed=exc is not None),
+                description="Great Expectations results of the scoring run",
+            )
         except Exception:  # noqa: BLE001 - never hide the run's own error behind an artifact error
             log.exception("could not publish the validation summary artifact")
             if exc is None:
                 raise
         return False
-
-
-def validation_markdown(reports: list[ValidationReport], failed: bool = False) -> str:
-    """Markdown of every suite: failed expectations and warnings with observed values and samples."""
-    critical = [o for r in reports for o in r.critical_failures]
-    if critical:
-        head = "## Validation FAILED - nothing was written\n\nCritical: " + "; ".join(f"`{o.name}`" for o in critical)
-    elif failed:
-        head = "## Validation passed, but the run failed at a later step"
-    else:
-        head = "## Validation passed"
-    return "\n\n".join([head, *(r.markdown() for r in reports)])
-
-
-def publish_validation_summary(reports: list[ValidationReport], failed: bool = False) -> None:
-    """Create the ``validation-summary`` markdown artifact."""
-    create_markdown_artifact(
-        key="validation-summary",
-        markdown=validation_markdown(reports, failed),
-        description="Great Expectations results of the scoring run",
-    )
-
-
-def category_distribution(scores: pd.DataFrame) -> list[dict]:
-    """Rows {category, label, customers, share} for the five codes, in the fixed code order."""
-    counts = scores["category"].value_counts()
-    total = int(counts.sum()) or 1
-    return [
-        {
-            "category": code,
-            "label": CATEGORY_LABELS[code],
-            "customers": int(counts.get(code, 0)),
-            "share": round(float(counts.get(code, 0)) / total, 4),
-        }
-        for code in CATEGORIES
-    ]
-
-
-@task(name="publish_category_distribution", cache_policy=NO_CACHE)
-def publish_category_distribution(scores: pd.DataFrame, as_of: date) -> list[dict]:
-    """Create the ``category-distribution`` table artifact; return its rows."""
-    rows = category_distribution(scores)
-    create_table_artifact(key="category-distribution", table=rows, description=f"Customers per category as of {as_of}")
-    return rows
-
-
-@task(name="publish_run_summary", cache_policy=NO_CACHE)
-def publish_run_summary(
-    as_of: date,
-    model_version: str,
-    checks: validation_summary,
-    written: WriteSummary,
-    seconds: dict[str, float],
-) -> dict:
-    """Create the ``run-summary`` markdown artifact; return the summary as a dict."""
-    summary = {
-        "as_of": as_of.isoformat(),
-        "customers_scored": written.rows_staged,
-        "quarantined_bills": checks.quarantined_bills,
-        "validation_warnings": checks.warnings,
-        "model_version": model_version,
-        "current_rows_written": written.current_written,
-        "current_rows_kept_newer": written.current_kept_newer,
-        "history_rows_written": written.history_written,
-        "seconds": {**seconds, "total": round(sum(seconds.values()), 3)},
-    }
-    lines = [
-        f"## Scoring as of {as_of}",
-        "",
-        f"* customers scored: **{summary['customers_scored']:,}**",
-        f"* quarantined bills: {summary['quarantined_bills']:,}",
-        f"* validation warnings: {summary['validation_warnings']}",
-        f"* model version: `{model_version}`",
-        f"* current rows written: {written.current_written:,} (kept, newer as-of: {written.current_kept_newer:,})",
-        f"* history rows written: {written.history_written:,}",
-        "",
-        "| step | seconds |",
-        "|---|---|",
-        *(f"| {name} | {secs:.2f} |" for name, secs in summary["seconds"].items()),
-    ]
-    create_markdown_artifact(key="run-summary", markdown="\n".join(lines), description=f"Scoring run as of {as_of}")
-    return summary

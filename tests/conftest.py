@@ -36,7 +36,7 @@ def database_url(tmp_path_factory) -> str:
     os.environ["DATABASE_URL"] = url
     os.environ["PAYER_SCORING_MODEL_STORE"] = str(tmp_path_factory.mktemp("model_store"))
     get_settings.cache_clear()
-    engine = dbmod.get_engine()  # applies migrations
+    engine = dbmod.prepare_database(get_settings())  # applies migrations
     engine.dispose()
     yield url
     dbmod._engine_for.cache_clear()
@@ -51,7 +51,7 @@ def database_url(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def engine(database_url) -> sa.Engine:
     """Engine on the session's migrated test database."""
-    return dbmod.get_engine()
+    return dbmod.get_engine(get_settings())
 
 
 @pytest.fixture

@@ -30,8 +30,8 @@ import sqlalchemy as sa
 
 from billing_fixtures import bill, insert_bills
 from payer_scoring.rules import load_rules
-from tasks.features import FEATURE_COLUMNS, ID_COLUMNS, compute_features
-from tasks.labels import compute_labels
+from payer_scoring.features import FEATURE_COLUMNS, ID_COLUMNS, extract_features
+from payer_scoring.labels import compute_labels
 
 T = date(2025, 6, 30)
 
@@ -76,7 +76,7 @@ def _row(frame: pd.DataFrame, customer: str) -> dict:
 
 
 def test_customer_a_features_match_hand_worked_values(fixture_db):
-    frame = compute_features(fixture_db, T, load_rules(), horizon_days=90)
+    frame = extract_features(fixture_db, T, load_rules(), horizon_days=90)
     assert list(frame.columns) == ID_COLUMNS + FEATURE_COLUMNS
     a = _row(frame, "A")
     expected = {
@@ -131,7 +131,7 @@ def test_customer_a_features_match_hand_worked_values(fixture_db):
 
 
 def test_customer_b_is_new_and_c_is_bad_with_unknown_status_open(fixture_db):
-    frame = compute_features(fixture_db, T, load_rules(), horizon_days=90)
+    frame = extract_features(fixture_db, T, load_rules(), horizon_days=90)
     assert sorted(frame.customer_id) == ["A", "B", "C"]
     b = _row(frame, "B")
     assert (b["n_matured"], b["observed_category"], b["n_late"]) == (2, "new", 0)
@@ -157,9 +157,9 @@ def test_quarantined_bills_of_the_run_are_left_out(fixture_db):
             {"t": T},
         )
     rules = load_rules()
-    other = _row(compute_features(fixture_db, T, rules, exclude_run_id="run-2", horizon_days=90), "A")
+    other = _row(extract_features(fixture_db, T, rules, exclude_run_id="run-2", horizon_days=90), "A")
     assert other["n_late"] == 3
-    a = _row(compute_features(fixture_db, T, rules, exclude_run_id="run-1", horizon_days=90), "A")
+    a = _row(extract_features(fixture_db, T, rules, exclude_run_id="run-1", horizon_days=90), "A")
     assert (a["n_matured"], a["n_late"], a["late_share"], a["n_bills"]) == (4, 2, 0.5, 5)
 
 
@@ -168,20 +168,20 @@ def test_grace_days_and_original_due_date_change_maturity(fixture_db, tmp_path):
     body = open(text).read()
     grace = tmp_path / "grace.toml"
     grace.write_text(body.replace("grace_days = 0", "grace_days = 10"))
-    a = _row(compute_features(fixture_db, T, load_rules(grace), horizon_days=90), "A")
+    a = _row(extract_features(fixture_db, T, load_rules(grace), horizon_days=90), "A")
     # due + 10 < T: A1 A2 A3 A4 matured (A7: 06-30 is not before T); A3 paid 10 days late is on time
     assert (a["n_matured"], a["n_late"]) == (4, 1)
     with fixture_db.begin() as conn:  # A3 renegotiated: original due 05-20, current 06-05
         conn.execute(sa.text("UPDATE payments SET original_due_date_dte = DATE '2025-05-20' WHERE payment_number = 'A3'"))
     original = tmp_path / "original.toml"
     original.write_text(body.replace('due_date_column = "due_date_dte"', 'due_date_column = "original_due_date_dte"'))
-    assert _row(compute_features(fixture_db, T, load_rules(), horizon_days=90), "A")["n_late"] == 3
-    a = _row(compute_features(fixture_db, T, load_rules(original), horizon_days=90), "A")
+    assert _row(extract_features(fixture_db, T, load_rules(), horizon_days=90), "A")["n_late"] == 3
+    a = _row(extract_features(fixture_db, T, load_rules(original), horizon_days=90), "A")
     assert a["n_late"] == 3 and a["dpd_max_days"] == 26  # A3 now 26 days late (06-15 - 05-20)
 
 
 def test_features_on_empty_database_are_an_empty_frame(clean_db):
-    frame = compute_features(clean_db, T, load_rules(), horizon_days=90)
+    frame = extract_features(clean_db, T, load_rules(), horizon_days=90)
     assert frame.empty and list(frame.columns) == ID_COLUMNS + FEATURE_COLUMNS
 
 
@@ -229,7 +229,7 @@ def _random_history(seed: int, customers: int = 300) -> list[dict]:
 def test_no_feature_at_t_depends_on_anything_dated_after_t(clean_db):
     insert_bills(clean_db, _random_history(seed=7))
     rules = load_rules()
-    before = compute_features(clean_db, T, rules, horizon_days=90)
+    before = extract_features(clean_db, T, rules, horizon_days=90)
     assert len(before) > 200
     with clean_db.begin() as conn:
         # the future changes: payments after T are undone or moved later, bills issued
@@ -239,7 +239,7 @@ def test_no_feature_at_t_depends_on_anything_dated_after_t(clean_db):
         conn.execute(sa.text("UPDATE payments SET paid_at_dte = :t + 3, payment_status = 'paid' WHERE paid_at_dte IS NULL AND payment_status = 'overdue' AND due_date_dte < :t + 200"), {"t": T})
     insert_bills(clean_db, [bill(f"cust{c}", "2025-07-01", "2025-06-15", "2025-07-02", company=f"K{c % 7}") for c in range(0, 300, 3)])
     insert_bills(clean_db, [bill("brand-new", "2025-07-01", "2025-07-10", company="K1")])
-    after = compute_features(clean_db, T, rules, horizon_days=90)
+    after = extract_features(clean_db, T, rules, horizon_days=90)
     pd.testing.assert_frame_equal(before, after)
 
 
@@ -273,7 +273,7 @@ def _boundary_rows(t: date) -> list[dict]:
 
 def test_observed_category_at_exact_boundaries(clean_db):
     insert_bills(clean_db, _boundary_rows(T))
-    frame = compute_features(clean_db, T, load_rules(), horizon_days=90).set_index("customer_id")
+    frame = extract_features(clean_db, T, load_rules(), horizon_days=90).set_index("customer_id")
     for customer, (n, late, expected) in BOUNDARY_CASES.items():
         assert frame.loc[customer, "n_matured"] == n, customer
         assert frame.loc[customer, "n_late"] == late, customer

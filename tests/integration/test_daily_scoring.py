@@ -37,7 +37,7 @@ def scored_db(engine, prefect_harness):
         ).scalars().all()
         conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     generate_to_database(engine, GeneratorConfig(customers=2_000, seed=3, start=date(2024, 11, 1), months=24))
-    assert train(engine, date(2026, 6, 1)).entry.status == "champion"
+    assert train(engine, date(2026, 6, 1), settings=get_settings()).entry.status == "champion"
     return engine
 
 
@@ -94,7 +94,7 @@ def _expected(engine, as_of: date) -> dict[tuple[str, str], int]:
 
 
 def test_run_scores_each_customer_once_new_means_too_little_history(scored_db):
-    from tasks.validate import validate_frame
+    from payer_scoring.validation import validate_frame
     import pandas as pd
 
     state, run_id = _run(AS_OF)
@@ -179,7 +179,7 @@ def test_a_few_negative_bills_are_quarantined_and_left_out(scored_db):
 
 
 def test_critical_expectation_failure_writes_nothing_and_names_the_expectation(scored_db):
-    from tasks.validate import ValidationFailed
+    from payer_scoring.validation import ValidationFailed
 
     assert _run(AS_OF)[0].is_completed()
     before = _snapshot(scored_db)

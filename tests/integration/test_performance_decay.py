@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from payer_scoring.rules import load_rules
 from payer_scoring.settings import get_settings
-from tasks import drift
-from tasks.retrain import measure_performance_decay
+from payer_scoring import drift
+from models.monitoring import measure_performance_decay
 from billing_fixtures import bill, insert_bills
 
 T0 = date(2026, 1, 1)  # the scoring run whose window (T0, T0 + 90 days] has matured by AS_OF

@@ -1,5 +1,5 @@
 """A real local Prefect server: deploy prefect.yaml, trigger both deployments,
-and run them to Completed through a process worker (as `make serve` does)."""
+and run them to Completed through a process worker (as `make prefect` does)."""
 
 from __future__ import annotations
 
@@ -50,7 +50,10 @@ def test_deploy_both_deployments_and_run_them_through_a_worker(clean_db, tmp_pat
     from payer_scoring.rules import load_rules
 
     as_of = date.today()
-    generate_to_database(clean_db, GeneratorConfig(customers=2_000, seed=11, start=None, months=18, drift_at=None))
+    from payer_scoring.settings import get_settings
+
+    generate_to_database(clean_db, GeneratorConfig(customers=2_000, seed=11, start=None, months=18, drift_at=None),
+                         today=get_settings().today())
 
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"

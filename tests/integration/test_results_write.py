@@ -1,6 +1,6 @@
 """Write-back of scores on a real PostgreSQL: atomic, idempotent, newest-wins, one writer, billing role.
 
-The plain function ``tasks.write.write_results`` is called directly (no
+The plain function ``payer_scoring.results.write_results`` is called directly (no
 Prefect); the SIGKILL test runs it in a child process that the test blocks
 inside the write transaction with a table lock, then kills with -9.
 """
@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tasks.write import WRITE_LOCK_KEY, WriteLockBusy, write_results
+from payer_scoring.results import WRITE_LOCK_KEY, WriteLockBusy, write_results
 
 D1, D2 = date(2026, 3, 1), date(2026, 3, 2)
 CONTENT = "company_id, customer_id, category, p_good, p_doubtful, p_forgetful, p_bad, observed_category, as_of_date, model_version"
@@ -154,7 +154,7 @@ _CHILD = textwrap.dedent(
     import sqlalchemy as sa
     sys.path.insert(0, {tests!r})
     from integration.test_results_write import scores
-    from tasks.write import write_results
+    from payer_scoring.results import write_results
     engine = sa.create_engine({url!r})
     write_results(engine, scores(60, 21), as_of=date(2026, 3, 2), model_version="m2", flow_run_id="killed", lock_wait_seconds=30)
     print("committed")
@@ -215,7 +215,7 @@ def _wait_for_blocked_writer(engine, child, seconds: float = 60) -> bool:
 
 # ------------------------------------------------------------------ billing contract
 def test_category_labels_are_the_pt_br_labels(engine):
-    from tasks.scoring import CATEGORY_LABELS
+    from payer_scoring.rules import CATEGORY_LABELS
 
     with engine.connect() as conn:
         labels = dict(conn.execute(sa.text("SELECT category, category_label FROM category_labels")).all())

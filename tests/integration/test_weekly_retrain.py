@@ -12,7 +12,7 @@ fewer the PSI of unchanged features is dominated by sampling noise.
   to pix): the flow as of 2026-08-25 flags the payment-method and late-share
   features, measures the realized macro-F1 of the daily scoring run of
   2026-05-27 (whose 90-day window has matured), trains a challenger, and
-  promotes or rejects it by the rule of tasks/drift.py::promotion_decision,
+  promotes or rejects it by the rule of payer_scoring/drift.py::promotion_decision,
   checked here from the recorded metrics.
 """
 
@@ -44,7 +44,7 @@ def _fresh_data_and_champion(engine, drift_at: date | None) -> str:
         ).scalars().all()
         conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     generate_to_database(engine, GeneratorConfig(customers=CUSTOMERS, seed=SEED, start=START, months=24, drift_at=drift_at))
-    result = train(engine, CHAMPION_AS_OF)
+    result = train(engine, CHAMPION_AS_OF, settings=get_settings())
     assert result.entry.status == "champion"
     return result.entry.version
 
@@ -77,7 +77,7 @@ def _drifted_share(feature_drift: dict) -> float:
 
 def test_without_drift_nothing_is_trained_and_the_reason_is_recorded(engine, prefect_harness):
     from flows.weekly_retrain import retrain_on_drift
-    from tasks.features import FEATURE_COLUMNS
+    from payer_scoring.features import FEATURE_COLUMNS
 
     champion = _fresh_data_and_champion(engine, drift_at=None)
 

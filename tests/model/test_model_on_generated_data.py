@@ -20,8 +20,9 @@ from models.registry import load_champion
 from models.training import plan_snapshots, train
 from payer_scoring.generator import GeneratorConfig, generate_to_database
 from payer_scoring.rules import CLASSES, load_rules
-from tasks.features import FEATURE_COLUMNS, compute_features
-from tasks.predict import PREDICTION_COLUMNS, predict_categories
+from payer_scoring.settings import get_settings
+from payer_scoring.features import FEATURE_COLUMNS, extract_features
+from models.predict import PREDICTION_COLUMNS, predict_categories
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,7 @@ def trained(engine):
         ).scalars().all()
         conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     generate_to_database(engine, GeneratorConfig(customers=8_000, seed=11, start=date(2024, 1, 1), months=24))
-    result = train(engine)
+    result = train(engine, settings=get_settings())
     return engine, result
 
 
@@ -61,8 +62,8 @@ def test_time_split_has_an_embargo_of_one_horizon():
 def test_predictions_new_below_minimum_and_probabilities_sum_to_one(trained):
     engine, _ = trained
     rules = load_rules()
-    champion = load_champion(engine)
-    features = compute_features(engine, date(2025, 12, 31), rules)
+    champion = load_champion(engine, store=get_settings().model_store)
+    features = extract_features(engine, date(2025, 12, 31), rules, horizon_days=90)
     out = predict_categories(champion, features, rules)
     assert list(out.columns) == PREDICTION_COLUMNS and len(out) == len(features)
     probs = out[[f"p_{c}" for c in CLASSES]]
@@ -79,8 +80,8 @@ def test_worse_payment_history_moves_probability_towards_bad(trained):
     """Behavioural check: the same customers with every recent matured bill late look worse."""
     engine, _ = trained
     rules = load_rules()
-    champion = load_champion(engine)
-    features = compute_features(engine, date(2025, 10, 2), rules)
+    champion = load_champion(engine, store=get_settings().model_store)
+    features = extract_features(engine, date(2025, 10, 2), rules, horizon_days=90)
     good = features[(features["observed_category"] == "good") & (features["n_matured"] >= 5)].head(300).copy()
     assert len(good) >= 50
     worse = good.copy()
@@ -106,9 +107,9 @@ def test_worse_payment_history_moves_probability_towards_bad(trained):
 
 def test_missing_or_nan_features_are_refused(trained):
     engine, _ = trained
-    champion = load_champion(engine)
+    champion = load_champion(engine, store=get_settings().model_store)
     rules = load_rules()
-    features = compute_features(engine, date(2025, 10, 2), rules).head(5)
+    features = extract_features(engine, date(2025, 10, 2), rules, horizon_days=90).head(5)
     with pytest.raises(ValueError, match="late_share"):
         predict_categories(champion, features.drop(columns=["late_share"]), rules)
     broken = features.copy()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tasks import drift
+from payer_scoring import drift
 
 LN2, LN1_5 = math.log(2), math.log(1.5)
 # PSI of shares (0.5, 0.5) -> (0.25, 0.75): 0.25*ln2 + 0.25*ln1.5

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from payer_scoring.rules import CATEGORIES, KNOWN_STATUSES, load_rules
-from tasks.features import FEATURE_COLUMNS
-from tasks.validate import EXPECTATIONS_DIR, ValidationFailed, failing_rows_predicate, load_suite, validate_frame
+from payer_scoring.features import FEATURE_COLUMNS
+from payer_scoring.validation import EXPECTATIONS_DIR, ValidationFailed, failing_rows_predicate, load_suite, validate_frame
 
 SUITES = ("payments", "customer_features", "customer_scores")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from typer.main import get_command
 
-from payer_scoring.cli import app
+from entrypoints.cli import app
 from payer_scoring.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

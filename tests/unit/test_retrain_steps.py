@@ -10,18 +10,24 @@ from prefect.states import Failed
 
 from payer_scoring.db import DatabaseError
 from payer_scoring.settings import Settings
-from tasks import retrain
+from models import monitoring as retrain
+from tasks.retries import retry_on_transient_db_error
 
 
 def test_only_transient_database_errors_are_retried():
     connection_lost = sa.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
-    assert retrain.retry_on_transient_db_error(None, None, Failed(data=connection_lost))
-    assert retrain.retry_on_transient_db_error(None, None, Failed(data=DatabaseError("cannot connect to PostgreSQL")))
+    assert retry_on_transient_db_error(None, None, Failed(data=connection_lost))
+    # get_engine raises DatabaseError *from* the connection error; a DatabaseError
+    # with no transient cause (e.g. the embedded server cannot start) is not retried
+    # (issue 10: one retry policy, transient errors only).
+    cannot_connect = DatabaseError("cannot connect to PostgreSQL")
+    cannot_connect.__cause__ = connection_lost
+    assert retry_on_transient_db_error(None, None, Failed(data=cannot_connect))
     wrapped = RuntimeError("training failed")
     wrapped.__cause__ = connection_lost
-    assert retrain.retry_on_transient_db_error(None, None, Failed(data=wrapped))
-    assert not retrain.retry_on_transient_db_error(None, None, Failed(data=ValueError("no training snapshot fits")))
-    assert not retrain.retry_on_transient_db_error(None, None, Failed(data=sa.exc.ProgrammingError("x", {}, Exception("syntax"))))
+    assert retry_on_transient_db_error(None, None, Failed(data=wrapped))
+    assert not retry_on_transient_db_error(None, None, Failed(data=ValueError("no training snapshot fits")))
+    assert not retry_on_transient_db_error(None, None, Failed(data=sa.exc.ProgrammingError("x", {}, Exception("syntax"))))
 
 
 def test_policy_and_rule_come_from_settings():

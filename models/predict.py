@@ -1,7 +1,7 @@
 """Predicted categories from the champion model and the customers' features.
 
-:func:`predict_categories` is the plain function; :func:`predict` the Prefect
-task around it (no retries: it touches neither network nor database).
+:func:`predict_categories` is the step; the task ``tasks.scoring.predict_categories``
+wraps it (no retries: it touches neither network nor database).
 """
 
 from __future__ import annotations
@@ -10,25 +10,25 @@ import logging
 
 import numpy as np
 import pandas as pd
-from prefect import task
 
 from models.pipeline import predict_proba_frame
 from models.registry import Champion
-from payer_scoring.rules import CLASSES, Rules
+from payer_scoring.rules import CLASSES, PROBABILITY_COLUMNS, Rules
 
 log = logging.getLogger(__name__)
 
 PREDICTION_COLUMNS: list[str] = [
     "company_id", "customer_id", "category",
-    *(f"p_{c}" for c in CLASSES),
+    *PROBABILITY_COLUMNS,
     "observed_category", "n_matured",
 ]
 
 
-def predict_categories(champion: Champion, features: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+def predict_categories(champion: Champion, features: pd.DataFrame, rules: Rules, *, threads: int = 1) -> pd.DataFrame:
     """One row per input row: category, class probabilities, observed category, n_matured.
 
-    ``features``: the frame of :func:`tasks.features.compute_features` (it
+    ``threads``: OpenMP threads (``settings.model_threads``).
+    ``features``: the frame of :func:`payer_scoring.features.extract_features` (it
     must hold the champion's ``feature_columns``).  p_good, p_doubtful,
     p_forgetful, p_bad are float64 and sum to 1 per row.  ``category`` is
     ``new`` when n_matured < ``rules.min_matured_bills`` (whatever the model
@@ -48,7 +48,7 @@ def predict_categories(champion: Champion, features: pd.DataFrame, rules: Rules)
             "champion %s was trained with rules %s; scoring with rules %s",
             champion.version, champion.metadata.get("rules_version"), rules.version,
         )
-    proba = predict_proba_frame(champion.model, inputs)
+    proba = predict_proba_frame(champion.model, inputs, threads=threads)
     classes = np.asarray(CLASSES, dtype=object)
     argmax = classes[proba.to_numpy().argmax(axis=1)] if len(proba) else np.array([], dtype=object)
     n_matured = features["n_matured"].astype("int64").to_numpy()
@@ -64,9 +64,3 @@ def predict_categories(champion: Champion, features: pd.DataFrame, rules: Rules)
     out["observed_category"] = features["observed_category"].to_numpy()
     out["n_matured"] = n_matured
     return out[PREDICTION_COLUMNS]
-
-
-@task(name="predict")
-def predict(champion: Champion, features: pd.DataFrame, rules: Rules) -> pd.DataFrame:
-    """Prefect task: :func:`predict_categories`."""
-    return predict_categories(champion, features, rules)

@@ -26,7 +26,8 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
     ``as_of`` defaults to today in the configured timezone.  Raises the flows'
     own errors (e.g. a critical expectation failure) unchanged.
     """
-    from payer_scoring.db import database_url_for_psql, get_engine
+    from payer_scoring.db import database_url_for_psql, prepare_database
+    from payer_scoring.results import category_counts
     from payer_scoring.settings import get_settings
 
     settings = get_settings()
@@ -38,7 +39,7 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
 
     where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.pgdata}"
     step(1, f"database: {where}")
-    engine = get_engine()
+    engine = prepare_database(settings)
 
     with engine.connect() as conn:
         bills = conn.execute(sa.text("SELECT count(*) FROM payments")).scalar_one()
@@ -48,7 +49,7 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
         from payer_scoring.generator import GeneratorConfig, generate_to_database
 
         step(2, f"data: generating {customers:,} customers (seed {seed}) ...")
-        echo("      " + generate_to_database(engine, GeneratorConfig(customers=customers, seed=seed)))
+        echo("      " + generate_to_database(engine, GeneratorConfig(customers=customers, seed=seed), today=settings.today()))
 
     from flows.weekly_retrain import retrain_on_drift
 
@@ -60,15 +61,7 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
     step(4, f"scoring: daily scoring flow as of {as_of} ...")
     score_customers(as_of=as_of)
 
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT category, count(*) AS customers FROM customer_categories "
-                "WHERE as_of_date = :as_of GROUP BY category ORDER BY count(*) DESC"
-            ),
-            {"as_of": as_of},
-        ).all()
-    counts = {r.category: r.customers for r in rows}
+    counts = category_counts(engine, as_of)
     total = sum(counts.values())
     echo("")
     echo(f"Done in {time.perf_counter() - started:.0f}s. Categories as of {as_of} ({total:,} customers):")
@@ -79,5 +72,5 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
     echo("         view billing_customer_category (what the billing system reads).")
     echo(f'Query:   psql "{database_url_for_psql(settings)}" -c \\')
     echo("           \"SELECT category, count(*) FROM billing_customer_category GROUP BY 1 ORDER BY 2 DESC\"")
-    echo("UI:      make serve   (Prefect UI on http://127.0.0.1:4200 with both deployments)")
+    echo("UI:      make prefect   (Prefect UI on http://127.0.0.1:4200 with both deployments)")
     return counts

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from payer_scoring.db import read_sql
-from payer_scoring.rules import Rules, load_rules
+from payer_scoring.rules import Rules
 
 LABEL_COLUMNS: list[str] = ["company_id", "customer_id", "n_window", "n_window_late", "label"]
 
 
-def compute_labels(engine: Engine, as_of: date, horizon_days: int, rules: Rules | None = None) -> pd.DataFrame:
+def compute_labels(engine: Engine, as_of: date, horizon_days: int, rules: Rules) -> pd.DataFrame:
     """Label of every customer with a bill maturing in (as_of, as_of + horizon_days].
 
     One row per (company_id, customer_id): n_window (bills maturing in the
@@ -27,7 +27,6 @@ def compute_labels(engine: Engine, as_of: date, horizon_days: int, rules: Rules 
     label (good/doubtful/forgetful/bad by the rules' late-share thresholds).
     The caller must make sure as_of + horizon_days is not after the data's end.
     """
-    rules = rules or load_rules()
     params = {**rules.sql_params(), "as_of": as_of, "horizon_days": int(horizon_days)}
     with engine.connect() as conn:
         frame = pd.read_sql(sa.text(read_sql("performance_labels")), conn, params=params)

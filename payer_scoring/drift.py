@@ -6,7 +6,8 @@ them.
 
 Population Stability Index (PSI)
     ``PSI = sum_i (a_i - e_i) * ln(a_i / e_i)`` over bins, where ``e_i`` is the
-    share of the *reference* sample (the champion's training features) in bin
+    share of the *reference* sample (the drift population at the as-of date the
+    champion was trained at, stored with the model) in bin
     ``i`` and ``a_i`` the share of the current population.  Bins are the
     reference's quantiles (10 by default), so each bin holds about a tenth of
     the reference.  Details that keep it finite and meaningful:
@@ -49,13 +50,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from payer_scoring.rules import CLASSES
+
 PSI_MODERATE = 0.10
 PSI_MAJOR = 0.25
 DEFAULT_BINS = 10
 KS_ALPHA = 0.01
 EPSILON = 1e-4
 #: Categories the model predicts (``new`` is assigned by rule, never predicted).
-PREDICTED_CATEGORIES = ("good", "doubtful", "forgetful", "bad")
+PREDICTED_CATEGORIES = CLASSES
 
 
 # ---------------------------------------------------------------- PSI and KS
@@ -429,7 +432,7 @@ def drift_population(features: pd.DataFrame, min_matured_bills: int, active_days
     Customers with at least ``min_matured_bills`` matured bills (not ``new``)
     that are active: a bill issued in the last ``active_days`` days, or an open
     or prepaid bill falling due within the horizon.  Returns a filtered view of
-    ``features`` (same columns); see :mod:`tasks.retrain` for why.
+    ``features`` (same columns); see :mod:`models.monitoring` for why.
     """
     active = (features["since_last_bill_days"] <= active_days) | (
         (features["n_upcoming_open"] + features["n_upcoming_prepaid"]) > 0

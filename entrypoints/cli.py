@@ -1,7 +1,9 @@
 """The ``payer-scoring`` console command.
 
-Every command builds the settings, connects (starting the embedded PostgreSQL
-when ``DATABASE_URL`` is unset) and applies pending migrations before it works.
+Every command reads the settings once, connects (starting the embedded
+PostgreSQL when ``DATABASE_URL`` is unset) and applies pending migrations once
+before it works (the flows do the same when they start), then passes plain
+values down.
 Errors meant for the user are printed as one line on stderr with exit code 1.
 """
 
@@ -33,30 +35,33 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
-def _engine():
-    from payer_scoring.db import get_engine
+def _settings():
+    """The settings of this command (read once; a bad PAYER_SCORING_* value fails inside ``_run``)."""
+    from payer_scoring.settings import get_settings
 
-    return get_engine()
+    return get_settings()
+
+
+def _engine():
+    """The engine of the configured database, migrated (once per command)."""
+    from payer_scoring.db import prepare_database
+
+    return prepare_database(_settings())
 
 
 def _run(fn):
     """Run ``fn`` and turn the project's expected errors into a one-line message."""
     from payer_scoring.db import DatabaseError
-
     from payer_scoring.generator import GeneratorError
 
-    expected = [UserError, DatabaseError, FileNotFoundError, GeneratorError]
-    try:
-        from payer_scoring.loading import LoadError
-
-        expected.append(LoadError)
-    except ImportError:  # pragma: no cover - module always present in a full checkout
-        pass
+    from payer_scoring.loading import LoadError
     from pydantic import ValidationError
+
+    expected = (UserError, DatabaseError, FileNotFoundError, GeneratorError, LoadError)
 
     try:
         return fn()
-    except tuple(expected) as exc:
+    except expected as exc:
         _fail(str(exc))
     except ValidationError as exc:  # a PAYER_SCORING_* variable with a bad value
         first = exc.errors()[0]
@@ -102,7 +107,7 @@ def db_url() -> None:
     """Print the database URL to use with psql (starts the embedded server if needed)."""
     from payer_scoring.db import database_url_for_psql
 
-    typer.echo(_run(database_url_for_psql))
+    typer.echo(_run(lambda: database_url_for_psql(_settings())))
 
 
 @db_app.command("migrate")
@@ -110,7 +115,7 @@ def db_migrate() -> None:
     """Apply pending schema migrations from sql/migrations (safe to run twice)."""
     from payer_scoring.db import apply_migrations, get_engine
 
-    applied = _run(lambda: apply_migrations(get_engine(migrate=False)))
+    applied = _run(lambda: apply_migrations(get_engine(_settings())))
     typer.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
@@ -119,7 +124,7 @@ def db_stop() -> None:
     """Stop the embedded PostgreSQL server."""
     from payer_scoring.db import stop_embedded
 
-    typer.echo("embedded PostgreSQL stopped" if _run(stop_embedded) else "embedded PostgreSQL was not running")
+    typer.echo("embedded PostgreSQL stopped" if _run(lambda: stop_embedded(_settings())) else "embedded PostgreSQL was not running")
 
 
 @db_app.command("billing-password")
@@ -151,7 +156,12 @@ def load_payments(
     """Load (upsert) bills from a CSV file into `payments`."""
     from payer_scoring.loading import load_payments_file
 
-    report = _run(lambda: load_payments_file(_engine(), file, mapping_path=mapping, rejects_path=rejects))
+    report = _run(
+        lambda: load_payments_file(
+            _engine(), file, mapping_path=mapping, rejects_path=rejects,
+            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows,
+        )
+    )
     typer.echo(report.summary())
 
 
@@ -163,7 +173,12 @@ def load_companies(
     """Replace the `companies` snapshot with a CSV file."""
     from payer_scoring.loading import load_companies_file
 
-    report = _run(lambda: load_companies_file(_engine(), file, rejects_path=rejects))
+    report = _run(
+        lambda: load_companies_file(
+            _engine(), file, rejects_path=rejects,
+            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows,
+        )
+    )
     typer.echo(report.summary())
 
 
@@ -188,9 +203,9 @@ def generate(
         drift_at=_parse_date(drift_at, "--drift-at"),
     )
     if csv is not None:
-        summary = _run(lambda: generate_to_csv(config, csv))
+        summary = _run(lambda: generate_to_csv(config, csv, today=_settings().today()))
     else:
-        summary = _run(lambda: generate_to_database(_engine(), config))
+        summary = _run(lambda: generate_to_database(_engine(), config, today=_settings().today()))
     typer.echo(summary)
 
 
@@ -200,7 +215,7 @@ def demo(
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 42,
 ) -> None:
     """Generate data (first run only), train the first champion, score everyone, show the result."""
-    from payer_scoring.demo import run_demo
+    from entrypoints.demo import run_demo
 
     _run(lambda: run_demo(customers=customers, seed=seed, echo=typer.echo))
 
@@ -252,7 +267,7 @@ def train(
     from models.training import train as train_model
 
     when = _parse_date(as_of, "--as-of")
-    result = _run(_model_errors(lambda: train_model(_engine(), when)))
+    result = _run(_model_errors(lambda: train_model(_engine(), when, settings=_settings())))
     _print_json(result.summary())
 
 
@@ -265,7 +280,7 @@ def evaluate(
     from models.training import evaluate as evaluate_model
 
     when = _parse_date(as_of, "--as-of")
-    report = _run(_model_errors(lambda: evaluate_model(_engine(), when)))
+    report = _run(_model_errors(lambda: evaluate_model(_engine(), when, settings=_settings())))
     if report_json is not None:
         report_json.parent.mkdir(parents=True, exist_ok=True)
         report_json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
@@ -297,8 +312,8 @@ def score(
         from flows.daily_scoring import score_customers
         from models.registry import RegistryError
         from payer_scoring.rules import RulesError
-        from tasks.validate import ValidationFailed
-        from tasks.write import WriteLockBusy
+        from payer_scoring.validation import ValidationFailed
+        from payer_scoring.results import WriteLockBusy
 
         try:
             return score_customers(as_of=day)

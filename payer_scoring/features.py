@@ -1,8 +1,10 @@
 """Point-in-time customer features as of a date T, computed inside PostgreSQL.
 
 The query is ``sql/customer_features.sql`` (its header defines every term:
-matured, late, days past due, the neutral values).  :func:`compute_features`
-is the plain function; :func:`extract_features` the Prefect task around it.
+matured, late, days past due, the neutral values; the bill rules themselves
+are the SQL functions of migration 0007).  :func:`extract_features` is the
+step of the daily run (task ``tasks.scoring.extract_features``); training
+calls it for every snapshot.
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ from datetime import date
 
 import pandas as pd
 import sqlalchemy as sa
-from prefect import task
 from sqlalchemy.engine import Engine
 
 from payer_scoring.db import read_sql
-from payer_scoring.rules import Rules, load_rules
+from payer_scoring.rules import Rules
 
 # Model inputs, in the query's column order.  Units follow the names: n_* counts,
 # *_share shares 0-1, *_days days, *_brl BRL; company_is_* are 0/1 flags.
@@ -63,13 +64,13 @@ FEATURE_COLUMNS: list[str] = [
 ID_COLUMNS: list[str] = ["company_id", "customer_id", "n_matured", "observed_category"]
 
 
-def compute_features(
+def extract_features(
     engine: Engine,
     as_of: date,
-    rules: Rules | None = None,
+    rules: Rules,
     exclude_run_id: str | None = None,
     *,
-    horizon_days: int | None = None,
+    horizon_days: int,
 ) -> pd.DataFrame:
     """Features of every customer with a bill issued on or before ``as_of``.
 
@@ -77,14 +78,9 @@ def compute_features(
     ``ID_COLUMNS`` (n_matured int, observed_category one of new/good/doubtful/
     forgetful/bad) then ``FEATURE_COLUMNS`` (float64, never NaN).  Bills
     quarantined in the scoring run ``exclude_run_id`` are left out (None:
-    none).  ``horizon_days`` (default ``settings.horizon_days``) sets the
-    window of the n_upcoming_* features.  ``rules`` default: ``load_rules()``.
+    none).  ``horizon_days`` (the performance window H, days) sets the
+    window of the n_upcoming_* features.
     """
-    rules = rules or load_rules()
-    if horizon_days is None:
-        from payer_scoring.settings import get_settings
-
-        horizon_days = get_settings().horizon_days
     params = {
         **rules.sql_params(),
         "as_of": as_of,
@@ -142,13 +138,3 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     out["n_matured"] = out["n_matured"].astype("int64")
     out[FEATURE_COLUMNS] = out[FEATURE_COLUMNS].astype("float64")
     return out.reset_index(drop=True)
-
-
-@task(name="extract_features", retries=3, retry_delay_seconds=[5, 20, 60])
-def extract_features(
-    as_of: date, rules: Rules | None = None, exclude_run_id: str | None = None
-) -> pd.DataFrame:
-    """Prefect task: :func:`compute_features` on the configured database (retried: it touches the DB)."""
-    from payer_scoring.db import get_engine
-
-    return compute_features(get_engine(), as_of, rules, exclude_run_id)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make serve`: a local Prefect server with its UI, the process work pool,
+# `make prefect`: a local Prefect server with its UI, the process work pool,
 # both deployments from prefect.yaml, and a worker — all in this terminal.
 # Ctrl-C stops the worker and the server.  State lives in .prefect/ here.
 set -euo pipefail

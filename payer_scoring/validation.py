@@ -20,7 +20,8 @@ Every expectation's ``meta`` says ``name``, ``severity`` and ``risk``:
   never by reading the table into Python.  The source table is never modified.
 
 Plain functions (:func:`validate_payments_in_database`, :func:`validate_frame`)
-return a :class:`ValidationReport`; the ``@task`` wrappers are thin.
+return a :class:`ValidationReport`; the Prefect tasks around them are in
+``tasks/scoring.py``.
 """
 
 from __future__ import annotations
@@ -30,16 +31,15 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
+from payer_scoring.rules import PROBABILITY_COLUMNS
 from payer_scoring.settings import PROJECT_ROOT
 
 log = logging.getLogger(__name__)
@@ -221,14 +221,14 @@ def validate_payments_in_database(
     *,
     as_of: date,
     flow_run_id: str,
-    latest_plausible_date: date | None = None,
+    latest_plausible_date: date,
     suite_name: str = "payments",
 ) -> ValidationReport:
     """Validate ``payments`` inside PostgreSQL, quarantine failing bills, return the report.
 
-    ``latest_plausible_date`` (default: tomorrow in ``settings.timezone``,
-    not ``as_of``: bills issued after a past ``as_of`` are legitimate) bounds
-    issue and paid dates.  When no critical
+    ``latest_plausible_date`` (the flow passes tomorrow in
+    ``settings.timezone``, not ``as_of``: bills issued after a past ``as_of``
+    are legitimate) bounds issue and paid dates.  When no critical
     expectation failed, bills failing any ``quarantine: true`` expectation are
     recorded in ``quarantined_payments`` under ``flow_run_id`` (idempotent:
     a retried task adds nothing twice).  Raises :class:`ValidationFailed` on a
@@ -238,10 +238,6 @@ def validate_payments_in_database(
 
     started = time.perf_counter()
     suite = load_suite(suite_name)
-    if latest_plausible_date is None:
-        from payer_scoring.settings import get_settings
-
-        latest_plausible_date = get_settings().today() + timedelta(days=1)
     parameters = {"latest_plausible_date": latest_plausible_date.isoformat()}
     context = _context()
     url = engine.url.render_as_string(hide_password=False)
@@ -369,7 +365,7 @@ def validate_frame(frame: pd.DataFrame, suite_name: str, parameters: dict | None
     """Validate an in-memory frame against ``expectations/<suite_name>.json``; return the report.
 
     The ``customer_scores`` suite also gets a ``probability_sum_error`` column
-    (|p_good + p_doubtful + p_forgetful + p_bad - 1|) on a copy of the frame.
+    (|sum of the PROBABILITY_COLUMNS - 1|) on a copy of the frame.
     Raises :class:`ValidationFailed` when a critical expectation failed.
     """
     import time
@@ -379,7 +375,7 @@ def validate_frame(frame: pd.DataFrame, suite_name: str, parameters: dict | None
     data = frame
     if suite_name == "customer_scores":
         data = frame.assign(
-            probability_sum_error=(frame[["p_good", "p_doubtful", "p_forgetful", "p_bad"]].sum(axis=1, skipna=False) - 1.0).abs()
+            probability_sum_error=(frame[list(PROBABILITY_COLUMNS)].sum(axis=1, skipna=False) - 1.0).abs()
         )
     context = _context()
     asset = context.data_sources.add_pandas(name="frames").add_dataframe_asset(name=suite_name)
@@ -397,26 +393,3 @@ def _log_report(report: ValidationReport) -> None:
         log.warning("suite %s: warning %s", report.suite, o.headline())
     if report.quarantined:
         log.warning("suite %s: quarantined bills %s", report.suite, report.quarantined)
-
-
-# --------------------------------------------------------------------------- Prefect tasks
-@task(name="validate_payments", cache_policy=NO_CACHE)
-def validate_payments(as_of: date, flow_run_id: str, latest_plausible_date: date) -> ValidationReport:
-    """Prefect task: :func:`validate_payments_in_database` on the configured database."""
-    from payer_scoring.db import get_engine
-
-    return validate_payments_in_database(
-        get_engine(), as_of=as_of, flow_run_id=flow_run_id, latest_plausible_date=latest_plausible_date
-    )
-
-
-@task(name="validate_features", cache_policy=NO_CACHE)
-def validate_features(features: pd.DataFrame) -> ValidationReport:
-    """Prefect task: the ``customer_features`` suite on the features frame."""
-    return validate_frame(features, "customer_features")
-
-
-@task(name="validate_scores", cache_policy=NO_CACHE)
-def validate_scores(scores: pd.DataFrame, features_row_count: int) -> ValidationReport:
-    """Prefect task: the ``customer_scores`` suite on the predictions frame."""
-    return validate_frame(scores, "customer_scores", {"features_row_count": features_row_count})

@@ -1,7 +1,12 @@
-"""Write one scoring run's results: COPY into a staging table, merge in one transaction.
+"""The results module: the one owner of ``customer_categories``, its history and the billing view.
 
-:func:`write_results` is the plain function (tests call it directly);
-:func:`write_scores` is its Prefect task.  Guarantees (sql/results/*.sql):
+Writing one scoring run: COPY into a staging table, merge in one transaction
+(:func:`write_results`; the task ``tasks.scoring.write_results`` wraps it).
+Reading: :func:`read_customer_category` and :func:`category_counts` (the demo,
+and next the HTTP service, read through them).  The column lists are declared
+once here (:data:`RESULT_COLUMNS`, :data:`RUN_COLUMNS`); the ``sql/results/*.sql``
+templates take them as ``{...}`` identifier lists (never values: values are
+bind parameters).  Guarantees (sql/results/*.sql):
 
 * **atomic**: the staging COPY and both merges run in one transaction, so a
   run that fails or is killed (even SIGKILL) leaves the previous results;
@@ -28,19 +33,61 @@ from datetime import date, datetime, timezone
 
 import pandas as pd
 import sqlalchemy as sa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Connection, Engine
 
 from payer_scoring.db import read_sql
+from payer_scoring.rules import PROBABILITY_COLUMNS
 
 log = logging.getLogger(__name__)
 
-# Columns taken from the scores frame, in staging-table order.
-RESULT_COLUMNS: tuple[str, ...] = (
-    "company_id", "customer_id", "category", "p_good", "p_doubtful", "p_forgetful", "p_bad", "observed_category",
+# Columns taken from the scores frame, in staging-table order: the key, then
+# the content a rerun compares (RESULT_CONTENT), with their PostgreSQL types.
+KEY_COLUMNS: tuple[str, ...] = ("company_id", "customer_id")
+_COLUMN_TYPES: dict[str, str] = {
+    "company_id": "text",
+    "customer_id": "text",
+    "category": "text",
+    **{c: "float8" for c in PROBABILITY_COLUMNS},
+    "observed_category": "text",
+}
+RESULT_COLUMNS: tuple[str, ...] = tuple(_COLUMN_TYPES)
+RESULT_CONTENT: tuple[str, ...] = tuple(c for c in RESULT_COLUMNS if c not in KEY_COLUMNS)
+_STAGING_TYPES: tuple[str, ...] = tuple(_COLUMN_TYPES.values())
+# Columns each write adds from its run (bind parameters), in table order.
+RUN_COLUMNS: tuple[str, ...] = ("as_of_date", "model_version", "scored_at", "flow_run_id")
+# What a reader gets for one customer (the billing view's columns).
+BILLING_VIEW_COLUMNS: tuple[str, ...] = (
+    "company_id", "customer_id", "category", "category_label", *PROBABILITY_COLUMNS,
+    "observed_category", "as_of_date", "model_version",
 )
-_STAGING_TYPES: tuple[str, ...] = ("text", "text", "text", "float8", "float8", "float8", "float8", "text")
+
+
+def results_sql(name: str) -> str:
+    """``sql/results/<name>.sql`` with its ``{...}`` column lists filled from the declarations above.
+
+    Placeholders: ``{columns}`` (RESULT_COLUMNS), ``{content}`` (RESULT_CONTENT),
+    ``{s_columns}`` / ``{c_content}`` / ``{excluded_content}`` / ``{h_content}``
+    (the same lists prefixed by a table alias), ``{set_content}``
+    (``col = EXCLUDED.col`` pairs) and ``{staging_columns}`` (name and type).
+    Identifiers only, all from this module's fixed lists.
+    """
+    def alias(prefix: str, cols) -> str:
+        return ", ".join(f"{prefix}.{c}" for c in cols)
+
+    lists = {
+        "{columns}": ", ".join(RESULT_COLUMNS),
+        "{content}": ", ".join(RESULT_CONTENT),
+        "{s_columns}": alias("s", RESULT_COLUMNS),
+        "{c_content}": alias("c", RESULT_CONTENT),
+        "{h_content}": alias("h", RESULT_CONTENT),
+        "{excluded_content}": alias("EXCLUDED", RESULT_CONTENT),
+        "{set_content}": ", ".join(f"{c} = EXCLUDED.{c}" for c in RESULT_CONTENT),
+        "{staging_columns}": ", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()),
+    }
+    text = read_sql(f"results/{name}")
+    for placeholder, value in lists.items():
+        text = text.replace(placeholder, value)
+    return text
 # Advisory-lock key shared by every writer of customer_categories (any constant bigint).
 WRITE_LOCK_KEY = 7_352_005
 
@@ -99,30 +146,30 @@ def write_results(
             # waits on a lock, so its advisory lock is released promptly.
             conn.execute(sa.text("SELECT set_config('client_connection_check_interval', '2s', true)"))
         _take_write_lock(conn, lock_wait_seconds)
-        conn.execute(sa.text(read_sql("results/stage")))
+        conn.execute(sa.text(results_sql("stage")))
         # Sorts and hashes of a few hundred thousand rows stay in memory.
         conn.execute(sa.text("SELECT set_config('work_mem', '256MB', true)"))
         staged = _copy_frame(conn, scores.loc[:, list(RESULT_COLUMNS)])
         # The key refuses a customer scored twice and gives the merges an
         # ordered, indexed input whatever the planner's row estimates say.
-        conn.execute(sa.text(read_sql("results/stage_key")))
+        conn.execute(sa.text(results_sql("stage_key")))
         conn.execute(sa.text("ANALYZE results_staging"))
         newest = conn.execute(sa.text("SELECT max(as_of_date) FROM customer_categories")).scalar()
         kept_newer = 0
         if newest is not None and newest > as_of:
-            kept_newer = conn.execute(sa.text(read_sql("results/current_newer")), params).scalar_one()
+            kept_newer = conn.execute(sa.text(results_sql("current_newer")), params).scalar_one()
         rerun = conn.execute(
             sa.text("SELECT EXISTS (SELECT 1 FROM customer_category_history WHERE as_of_date = :as_of_date)"), params
         ).scalar_one()
         if rerun:  # replace that date's rows, rewriting only what changed
-            history_written = conn.execute(sa.text(read_sql("results/history_upsert")), params).rowcount
-            history_removed = conn.execute(sa.text(read_sql("results/history_prune")), params).rowcount
+            history_written = conn.execute(sa.text(results_sql("history_upsert")), params).rowcount
+            history_removed = conn.execute(sa.text(results_sql("history_prune")), params).rowcount
         else:
-            history_written = conn.execute(sa.text(read_sql("results/history_insert")), params).rowcount
+            history_written = conn.execute(sa.text(results_sql("history_insert")), params).rowcount
             history_removed = 0
-        current_written = conn.execute(sa.text(read_sql("results/current_upsert")), params).rowcount
+        current_written = conn.execute(sa.text(results_sql("current_upsert")), params).rowcount
         # Current rows of date T exist only if a run for T wrote them - with its history rows.
-        current_removed = conn.execute(sa.text(read_sql("results/current_prune")), params).rowcount if rerun else 0
+        current_removed = conn.execute(sa.text(results_sql("current_prune")), params).rowcount if rerun else 0
     summary = WriteSummary(
         as_of=as_of,
         rows_staged=staged,
@@ -183,20 +230,21 @@ def _copy_frame(conn: Connection, frame: pd.DataFrame) -> int:
     return len(frame)
 
 
-@task(name="write_scores", cache_policy=NO_CACHE)
-def write_scores(
-    scores: pd.DataFrame, as_of: date, model_version: str, flow_run_id: str
-) -> WriteSummary:
-    """Prefect task: :func:`write_results` on the configured database (retries set by the flow)."""
-    from payer_scoring.db import get_engine
-    from payer_scoring.settings import get_settings
+def read_customer_category(engine: Engine, company_id: str, customer_id: str) -> dict | None:
+    """The current row of one customer as billing sees it (``BILLING_VIEW_COLUMNS``), or None when unknown.
 
-    settings = get_settings()
-    return write_results(
-        get_engine(settings),
-        scores,
-        as_of=as_of,
-        model_version=model_version,
-        flow_run_id=flow_run_id,
-        lock_wait_seconds=settings.write_lock_wait_seconds,
-    )
+    Ids as the export writes them (space-separated hex); bind parameters only.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.text(read_sql("results/read_customer")), {"company_id": company_id, "customer_id": customer_id}
+        ).mappings().first()
+    return None if row is None else dict(row)
+
+
+def category_counts(engine: Engine, as_of: date) -> dict[str, int]:
+    """Customers per current category written for ``as_of``, most common first: {category: customers}."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(read_sql("results/category_counts")), {"as_of": as_of}).all()
+    return {r.category: int(r.customers) for r in rows}
+

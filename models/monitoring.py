@@ -1,14 +1,16 @@
-"""Steps of the weekly retrain (``flows/weekly_retrain.py``) that read or write the database.
+"""Model monitoring: the steps of the weekly retrain (``flows/weekly_retrain.py``) around the models.
 
-Plain functions take an engine and return data; the ``@task`` wrappers at the
-bottom connect with :func:`payer_scoring.db.get_engine` and are retried on
-transient database errors only (a training or data problem is never retried).
+Plain functions take an engine (and the settings or rules they need) and
+return data: drift of the champion's population, realized performance
+decay, champion vs challenger on the latest matured holdout, promotion, the
+``drift_reports`` row and the artifacts' content.  The Prefect tasks that wrap
+them are in ``tasks/retraining.py`` (same names).
 
 Populations compared by the drift check
     Both sides are the same population taken at two dates: customers not
     ``new`` (at least ``rules.min_matured_bills`` matured bills) with a bill
     issued in the last ``settings.drift_active_days`` days or an unpaid/prepaid
-    bill falling due within the horizon (:func:`tasks.drift.drift_population`).
+    bill falling due within the horizon (:func:`payer_scoring.drift.drift_population`).
     The reference is that population at the as-of date the champion was
     trained at (stored with the model as its reference sample); the current one
     is the population at the run's as-of.  Comparing with every non-new
@@ -29,46 +31,18 @@ from datetime import date, timedelta
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy.engine import Engine
 
-from tasks import drift
+from models.evaluation import classification_metrics
+from models.pipeline import predict_proba_frame
+from models import registry
+from models.registry import load_reference_sample, to_json
+from models.training import TrainingError, build_training_set, data_bounds, plan_snapshots
+from payer_scoring import drift
+from payer_scoring.features import extract_features
+from payer_scoring.labels import compute_labels
 
 log = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------- retries
-def _is_transient(exc: BaseException | None) -> bool:
-    """True for connection-level database errors (worth a retry), False for everything else."""
-    from payer_scoring.db import DatabaseError
-
-    while exc is not None:
-        if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | DatabaseError):
-            return True
-        try:
-            import psycopg
-
-            if isinstance(exc, psycopg.OperationalError):
-                return True
-        except ImportError:  # pragma: no cover
-            pass
-        exc = exc.__cause__
-    return False
-
-
-def retry_on_transient_db_error(task, task_run, state) -> bool:
-    """Prefect ``retry_condition_fn``: retry only when the task failed on a transient database error."""
-    if isinstance(state.data, BaseException):
-        return _is_transient(state.data)
-    try:
-        state.result()
-    except Exception as exc:  # noqa: BLE001 - inspecting the task's own failure
-        return _is_transient(exc)
-    return False
-
-
-DB_RETRIES = {"retries": 3, "retry_delay_seconds": [5, 20, 60], "retry_condition_fn": retry_on_transient_db_error}
 
 
 # ---------------------------------------------------------------- drift
@@ -102,15 +76,11 @@ def measure_drift(engine: Engine, as_of: date, champion, settings, rules) -> Dri
     ``champion`` is a loaded :class:`models.registry.Champion`.  Raises
     ``RuntimeError`` when the champion has no reference sample.
     """
-    from models.pipeline import predict_proba_frame
-    from models.registry import load_reference_sample
-    from tasks.features import compute_features
-
     reference = load_reference_sample(engine, champion.version)
     if reference.empty:
         raise RuntimeError(f"model {champion.version} has no reference sample in model_reference_sample")
     current = drift.drift_population(
-        compute_features(engine, as_of, rules, horizon_days=settings.horizon_days),
+        extract_features(engine, as_of, rules, horizon_days=settings.horizon_days),
         rules.min_matured_bills,
         settings.drift_active_days,
     )
@@ -118,8 +88,8 @@ def measure_drift(engine: Engine, as_of: date, champion, settings, rules) -> Dri
     table = drift.feature_drift(reference, current, features, bins=settings.drift_bins, ks_alpha=settings.drift_ks_alpha)
     shift = None
     if len(current):
-        ref_pred = predict_proba_frame(champion.model, reference[features]).idxmax(axis=1)
-        cur_pred = predict_proba_frame(champion.model, current[features]).idxmax(axis=1)
+        ref_pred = predict_proba_frame(champion.model, reference[features], threads=settings.model_threads).idxmax(axis=1)
+        cur_pred = predict_proba_frame(champion.model, current[features], threads=settings.model_threads).idxmax(axis=1)
         shift = drift.category_share_shift(drift.category_shares(ref_pred), drift.category_shares(cur_pred))
     log.info("drift as of %s: %d reference rows, %d current rows", as_of, len(reference), len(current))
     return DriftMeasurement(table=table, category_shift=shift, n_reference=len(reference), n_current=len(current))
@@ -135,11 +105,9 @@ def measure_performance_decay(engine: Engine, as_of: date, settings, rules) -> d
     the bills maturing in (T, T+H], ``sql/performance_labels.sql``), and sets
     ``expected_macro_f1`` to the holdout macro-F1 recorded in the registry for
     the model version that made most of those predictions.  Returns a
-    :class:`tasks.drift.PerformanceDecay` whose ``note`` says why nothing was
+    :class:`payer_scoring.drift.PerformanceDecay` whose ``note`` says why nothing was
     measured (no such run, too few matured predictions).
     """
-    from tasks.labels import compute_labels
-
     horizon = settings.horizon_days
     cutoff = as_of - timedelta(days=horizon)
     with engine.connect() as conn:
@@ -201,10 +169,6 @@ def evaluate_on_latest_holdout(
     ``{"holdout_as_of": [...], "n": rows, role: {macro_f1, log_loss, balanced_accuracy, ...}}``.
     Raises ``models.training.TrainingError`` when the holdout has no labelled row.
     """
-    from models.evaluation import classification_metrics
-    from models.pipeline import predict_proba_frame
-    from models.training import TrainingError, build_training_set, data_bounds, plan_snapshots
-
     if holdout is None:
         bounds = data_bounds(engine)
         if bounds is None:
@@ -219,20 +183,18 @@ def evaluate_on_latest_holdout(
         raise TrainingError(f"as of {as_of}: no labelled customers in the holdout snapshot(s) {list(holdout_dates)}")
     out: dict = {"holdout_as_of": [d.isoformat() for d in holdout_dates], "n": int(len(holdout))}
     for role, model in models.items():
-        proba = predict_proba_frame(model.model, holdout[model.feature_columns]).to_numpy()
+        proba = predict_proba_frame(model.model, holdout[model.feature_columns], threads=settings.model_threads).to_numpy()
         metrics = classification_metrics(holdout["label"], proba)
         out[role] = {"version": model.version, **metrics}
     return out
 
 
-def apply_promotion(engine: Engine, challenger_version: str, promote: bool) -> None:
+def apply_promotion(engine: Engine, version: str, promote: bool) -> None:
     """Promote the challenger (old champion archived, one transaction) or archive it."""
-    from models.registry import archive, promote as promote_model
-
     if promote:
-        promote_model(engine, challenger_version)
+        registry.promote(engine, version)
     else:
-        archive(engine, challenger_version)
+        registry.archive(engine, version)
 
 
 # ---------------------------------------------------------------- policy from settings
@@ -309,15 +271,13 @@ def judged_report(report: dict, challenger_version: str, evaluation: dict, promo
     }
 
 
-def failed_report(report: dict, exc: BaseException, challenger_version: str | None = None) -> dict:
+def failed_report(report: dict, exc: BaseException) -> dict:
     """``report`` of a run whose retraining failed (decision ``failed``, the error as the reason)."""
-    return {**report, "challenger_version": challenger_version, "decision": "failed", "reason": f"retrain triggered ({report['reason']}) but failed: {exc}"}
+    return {**report, "challenger_version": None, "decision": "failed", "reason": f"retrain triggered ({report['reason']}) but failed: {exc}"}
 
 
 def write_drift_report(engine: Engine, report: dict) -> int:
     """Insert one ``drift_reports`` row (keys: ``REPORT_COLUMNS``); return its id."""
-    from models.registry import to_json
-
     missing = [c for c in ("as_of_date", "decision", "reason") if report.get(c) is None]
     if missing:
         raise ValueError(f"drift report lacks {', '.join(missing)}")
@@ -413,48 +373,10 @@ def decision_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------- Prefect tasks
-def _engine():
-    from payer_scoring.db import get_engine
-
-    return get_engine()
-
-
-@task(name="resolve_as_of", cache_policy=NO_CACHE, **DB_RETRIES)
-def resolve_as_of_task(as_of: date | None, settings) -> date:
-    """``as_of``, or today (configured timezone) capped at the data's last date (``models.training.resolve_as_of``)."""
-    from models.training import resolve_as_of
-
-    return resolve_as_of(_engine(), as_of, settings)
-
-
-@task(name="load_champion", cache_policy=NO_CACHE, **DB_RETRIES)
-def load_current_champion():
-    """The champion (sha256-checked), or None when the registry has none."""
-    from models.registry import NoChampionError, load_champion
-
-    try:
-        return load_champion(_engine())
-    except NoChampionError:
-        return None
-
-
-@task(name="measure_drift", cache_policy=NO_CACHE, **DB_RETRIES)
-def measure_drift_task(as_of: date, champion, settings, rules) -> DriftMeasurement | None:
-    """Prefect task: :func:`measure_drift` (None without a champion)."""
-    return None if champion is None else measure_drift(_engine(), as_of, champion, settings, rules)
-
-
-@task(name="measure_performance_decay", cache_policy=NO_CACHE, **DB_RETRIES)
-def measure_performance_decay_task(as_of: date, settings, rules) -> drift.PerformanceDecay:
-    """Prefect task: :func:`measure_performance_decay`."""
-    return measure_performance_decay(_engine(), as_of, settings, rules)
-
-
-@task(name="decide_retrain", cache_policy=NO_CACHE)
-def decide_retrain_task(champion, force: bool, measured, decay, as_of: date, policy: drift.RetrainPolicy) -> drift.RetrainDecision:
-    """Prefect task: :func:`tasks.drift.decide_retrain` on this run's measurements."""
-    decision = drift.decide_retrain(
+def decide_retrain(champion, force: bool, measured: DriftMeasurement | None, decay: drift.PerformanceDecay,
+                   as_of: date, policy: drift.RetrainPolicy) -> drift.RetrainDecision:
+    """:func:`payer_scoring.drift.decide_retrain` on this run's measurements (``champion`` None: the first model)."""
+    return drift.decide_retrain(
         has_champion=champion is not None,
         force=force,
         drift=None if measured is None else measured.table,
@@ -462,59 +384,3 @@ def decide_retrain_task(champion, force: bool, measured, decay, as_of: date, pol
         champion_age_days=None if champion is None else champion_age_days(champion, as_of),
         policy=policy,
     )
-    log.info("retrain decision: %s (%s)", decision.retrain, decision.reason)
-    return decision
-
-
-@task(name="train_challenger", cache_policy=NO_CACHE, **DB_RETRIES)
-def train_challenger(as_of: date, settings, rules):
-    """Prefect task: ``models.training.train`` on the latest window; registered as challenger (champion if none)."""
-    from models.training import train
-
-    return train(_engine(), as_of, rules, settings)
-
-
-@task(name="evaluate_champion_and_challenger", cache_policy=NO_CACHE, **DB_RETRIES)
-def evaluate_models_task(as_of: date, champion, trained, settings, rules) -> dict:
-    """Prefect task: load the challenger (sha256-checked) and score both models on the holdout ``trained`` used."""
-    from models.registry import load_model
-
-    engine = _engine()
-    models = {"challenger": load_model(engine, trained.entry.version)}
-    if champion is not None:
-        models = {"champion": champion, **models}
-    return evaluate_on_latest_holdout(
-        engine, as_of, models, settings, rules, holdout=trained.holdout, holdout_dates=trained.holdout_dates
-    )
-
-
-@task(name="apply_promotion", cache_policy=NO_CACHE, **DB_RETRIES)
-def apply_promotion_task(challenger_version: str, promote: bool) -> None:
-    """Prefect task: :func:`apply_promotion`."""
-    apply_promotion(_engine(), challenger_version, promote)
-
-
-@task(name="write_drift_report", cache_policy=NO_CACHE, **DB_RETRIES)
-def write_drift_report_task(report: dict) -> int:
-    """Prefect task: :func:`write_drift_report`."""
-    return write_drift_report(_engine(), report)
-
-
-@task(name="publish_artifacts", cache_policy=NO_CACHE)
-def publish_artifacts(report: dict, drift_rows: list[dict]) -> None:
-    """Prefect artifacts: drift table, decision (markdown), champion vs challenger metrics (table)."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    as_of = report["as_of_date"]
-    if drift_rows:
-        create_table_artifact(
-            key="drift-table", table=drift_rows,
-            description=f"PSI (bins: reference deciles) and KS per feature as of {as_of}; flag: stable < 0.10 <= moderate < 0.25 <= major",
-        )
-    create_markdown_artifact(key="retrain-decision", markdown=decision_markdown(report), description=f"Retrain decision as of {as_of}")
-    if report.get("challenger_metrics"):
-        create_table_artifact(
-            key="champion-vs-challenger",
-            table=metrics_table_rows(report.get("champion_metrics"), report.get("challenger_metrics")),
-            description=f"Both models on the same latest matured holdout (as of {as_of})",
-        )

@@ -1,0 +1,1 @@
+"""Entry points on top of the layers: the console command, the demo (and next the HTTP service)."""
