@@ -11,7 +11,7 @@ WORKDIR /app
 # Dependencies first so code changes do not reinstall them.
 COPY pyproject.toml requirements.lock Makefile README.md ./
 COPY payer_scoring/__init__.py payer_scoring/__init__.py
-RUN mkdir -p flows tasks models && touch flows/__init__.py tasks/__init__.py models/__init__.py \
+RUN mkdir -p flows tasks models entrypoints && touch flows/__init__.py tasks/__init__.py models/__init__.py entrypoints/__init__.py \
  && make venv
 COPY . .
 RUN make venv

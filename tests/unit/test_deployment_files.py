@@ -70,6 +70,14 @@ def test_dockerfile_installs_with_the_readme_command():
     assert re.search(r"^make (demo|test)\b", readme, re.M), "README quickstart lost its make commands"
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo: venv", makefile, re.M) and re.search(r"^test: venv", makefile, re.M)
+    # The dependency layer installs the project before the code is copied:
+    # every package pyproject.toml names must exist by then.
+    import tomllib
+
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    premade = re.search(r"^RUN mkdir -p ([^&]+)&&", dockerfile, re.M).group(1).split()
+    copied = re.findall(r"^COPY (\w+)/__init__\.py", dockerfile, re.M)
+    assert sorted(packages) == sorted(premade + copied)
 
 
 def test_prefect_yaml_entrypoints_resolve_to_flows_named_in_the_file():
