@@ -21,6 +21,11 @@
 #                   bookworm /tmp/rootfs http://deb.debian.org/debian
 #                 tar -C /tmp/rootfs -c . | podman import - localhost/bookworm-python:3.11
 #               then: scripts/check_image.sh localhost/bookworm-python:3.11
+#               Behind a TLS-intercepting proxy the base image must trust its CA
+#               for the build's PyPI downloads: copy the CA into the rootfs'
+#               usr/local/share/ca-certificates/, run `chroot ROOTFS
+#               update-ca-certificates`, and import with
+#               --change "ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt".
 #   CONTAINER_ENGINE=docker|podman  (default: docker if its daemon answers, else
 #               podman); may carry global options, e.g. "podman --runtime runc"
 #   CONTAINER_ARGS  extra options for both build and run, e.g.

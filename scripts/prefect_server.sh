@@ -41,8 +41,8 @@ answers() {  # answers URL: 0 when an HTTP server answers there
   "$BIN/python" -c "import urllib.request,sys; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null
 }
 
-port_free() {
-  "$BIN/python" -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null
+port_free() {  # SO_REUSEADDR as the server itself uses: a port in TIME_WAIT after our own stop counts as free
+  "$BIN/python" -c "import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1])))" "$port" 2>/dev/null
 }
 
 if ! port_free; then
