@@ -145,4 +145,5 @@ with sa.create_engine(sys.argv[1].replace("postgresql://", "postgresql+psycopg:/
     print(c.execute(sa.text("SELECT count(*) FROM customer_categories")).scalar_one())
 EOF
 )
+echo "logs: $work (build.log, server.log)"
 echo "OK: image built from $base_image with $engine ($($engine --version)); worker entrypoint ran weekly-retrain and daily-scoring to Completed; $scored customers scored; $(( $(date +%s) - started )) s in all ($(date -u +%F))"
