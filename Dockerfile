@@ -1,11 +1,13 @@
 # The worker image: the project installed with the README's own command
 # (`make venv`: a venv from the hashed requirements.lock), then a Prefect
 # process worker that deploys prefect.yaml and runs the flows in this folder.
-FROM python:3.11-slim
+# BASE_IMAGE: any Debian-based image with Python 3.11 (python3 -m venv);
+# scripts/check_image.sh passes a locally made one when no registry is reachable.
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
-RUN apt-get update \
- && apt-get install -y --no-install-recommends make \
- && rm -rf /var/lib/apt/lists/*
+RUN command -v make >/dev/null \
+ || (apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*)
 
 WORKDIR /app
 # Dependencies first so code changes do not reinstall them.
@@ -20,6 +22,7 @@ ENV PATH="/app/.venv/bin:${PATH}" \
     PAYER_SCORING_HOME=/app \
     DO_NOT_TRACK=1 \
     GX_ANALYTICS_ENABLED=false \
-    PREFECT_SERVER_ANALYTICS_ENABLED=false
+    PREFECT_SERVER_ANALYTICS_ENABLED=false \
+    PREFECT_FLOWS_HEARTBEAT_FREQUENCY=60
 
 CMD ["bash", "docker/worker-entrypoint.sh"]

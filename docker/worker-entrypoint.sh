@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Worker container: migrate the database, give billing_reader its password,
-# create the process work pool, deploy both deployments from prefect.yaml and
-# start a worker on the pool.  Every step is idempotent, so a restart is safe.
+# create the process work pool, deploy both deployments from prefect.yaml,
+# create/update the project's automations (zombie runs, alerts, 07:00
+# deadline; README "Operations") and start a worker on the pool.  Every step
+# is idempotent, so a restart is safe.
 set -euo pipefail
 cd "${PAYER_SCORING_HOME:-/app}"
 
@@ -11,4 +13,5 @@ if [ -n "${BILLING_READER_PASSWORD:-}" ]; then
 fi
 prefect work-pool create payer-scoring-pool --type process --overwrite
 prefect --no-prompt deploy --all
+payer-scoring prefect setup
 exec prefect worker start --pool payer-scoring-pool --type process

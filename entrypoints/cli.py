@@ -24,6 +24,10 @@ db_app = typer.Typer(help="The database: URL, migrations, embedded server.", no_
 load_app = typer.Typer(help="Load CSV exports into the source tables.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(load_app, name="load")
+prefect_app = typer.Typer(help="The Prefect server: the project's automations and alert webhook.", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs on the Prefect server: recover stuck ones.", no_args_is_help=True)
+app.add_typer(prefect_app, name="prefect")
+app.add_typer(runs_app, name="runs")
 
 
 class UserError(Exception):
@@ -156,10 +160,14 @@ def load_payments(
     """Load (upsert) bills from a CSV file into `payments`."""
     from payer_scoring.loading import load_payments_file
 
+    def progress(rows_read: int, rows_copied: int, seconds: float) -> None:
+        rate = rows_read / seconds if seconds > 0 else 0.0
+        typer.echo(f"{file.name}: {rows_read:,} rows read, {rows_copied:,} staged, {rate:,.0f} rows/s, {seconds:.1f} s", err=True)
+
     report = _run(
         lambda: load_payments_file(
             _engine(), file, mapping_path=mapping, rejects_path=rejects,
-            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows,
+            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows, progress=progress,
         )
     )
     typer.echo(report.summary())
@@ -234,6 +242,7 @@ def retrain(
         from models.training import TrainingError
         from payer_scoring.rules import RulesError
 
+        _say_prefect_wait()
         try:
             return retrain_on_drift(force=force, as_of=day)
         except (TrainingError, RegistryError, RulesError) as exc:
@@ -315,12 +324,56 @@ def score(
         from payer_scoring.validation import ValidationFailed
         from payer_scoring.results import WriteLockBusy
 
+        _say_prefect_wait()
         try:
             return score_customers(as_of=day)
         except (ValidationFailed, RegistryError, RulesError, WriteLockBusy) as exc:
             raise UserError(str(exc)) from exc
 
     _print_json(_run(run))
+
+
+# ---------------------------------------------------------------- operations
+@prefect_app.command("setup")
+def prefect_setup() -> None:
+    """Create or update the automations (zombie runs, alerts, 07:00 deadline) and the webhook block on PREFECT_API_URL."""
+    from entrypoints.operations import ensure_automations
+
+    for name in _run(lambda: _operations(lambda: ensure_automations(_settings()))):
+        typer.echo(f"automation ready: {name}")
+
+
+@runs_app.command("recover")
+def runs_recover(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the stuck runs without changing them.")] = False,
+    silent_seconds: Annotated[Optional[float], typer.Option(help="Seconds without heartbeat or state change. Default: PAYER_SCORING_ZOMBIE_AFTER_SECONDS.", min=0)] = None,
+) -> None:
+    """Mark this project's runs stuck in Running/Cancelling (no heartbeat: worker and process gone) as Crashed."""
+    from entrypoints.operations import recover_stuck_runs
+
+    stuck = _run(lambda: _operations(lambda: recover_stuck_runs(_settings(), dry_run=dry_run, silent_seconds=silent_seconds)))
+    for run in stuck:
+        action = "marked Crashed" if run.crashed else "would mark Crashed"
+        typer.echo(f"{run.name} ({run.deployment}, {run.id}): {run.state}, silent {run.silent_seconds:.0f} s -> {action}")
+    typer.echo(f"{len(stuck)} stuck run(s)" + ("" if stuck or dry_run else "; nothing to do"))
+
+
+def _operations(fn):
+    """Run ``fn``; an OperationsError becomes a one-line user error."""
+    from entrypoints.operations import OperationsError
+
+    try:
+        return fn()
+    except OperationsError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _say_prefect_wait() -> None:
+    """Tell the user what the next silent seconds are (only when no Prefect server is configured)."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        typer.echo("waiting for Prefect's temporary local API to start (20-30 s; set PREFECT_API_URL to use a running server) ...", err=True)
 
 
 def _parse_date(value: str | None, option: str) -> date | None:

@@ -54,6 +54,7 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
     from flows.weekly_retrain import retrain_on_drift
 
     step(3, "model: weekly retrain flow (trains the first champion; later runs retrain only on drift) ...")
+    echo("      (the first flow waits 20-30 s for Prefect's temporary local API to start)")
     retrain_on_drift(force=False, as_of=as_of)
 
     from flows.daily_scoring import score_customers

@@ -20,13 +20,14 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from prefect import flow
+from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from payer_scoring import reports
 from payer_scoring.rules import load_rules
 from payer_scoring.settings import Settings
 from tasks.retries import db_retry_options
+from tasks.run_logs import project_loggers_at_info
 from tasks.scoring import (
     StepClock,
     extract_features,
@@ -54,6 +55,8 @@ def score_customers(as_of: date | None = None) -> dict:
     version, step durations).  Raises ``ValidationFailed``, ``NoChampionError``,
     ``WriteLockBusy`` or the database error after its retries.
     """
+    project_loggers_at_info()
+    logger = get_run_logger()
     settings = Settings()
     as_of = as_of or settings.today()
     run_id = str(flow_run.id)
@@ -64,13 +67,21 @@ def score_customers(as_of: date | None = None) -> dict:
     with validation_summary() as checks:
         tomorrow = settings.today() + timedelta(days=1)
         checks.add(clock.run(validate_payments.with_options(**db), settings, as_of, run_id, tomorrow))
+        logger.info("validated payments as of %s: %d bills quarantined, %d warnings", as_of, checks.quarantined_bills, checks.warnings)
         features = clock.run(extract_features.with_options(**db), settings, as_of, rules, exclude_run_id=run_id)
+        logger.info("read features of %d customers as of %s", len(features), as_of)
         checks.add(clock.run(validate_features, features))
         champion = clock.run(load_champion.with_options(**db), settings)
         scores = clock.run(predict_categories, settings, champion, features, rules)
         checks.add(clock.run(validate_scores, scores, len(features)))
+        logger.info("validated features and scores: %d warnings in total", checks.warnings)
 
     written = clock.run(write_results.with_options(**db), settings, scores, as_of, champion.version, run_id)
-    publish_category_distribution(scores, as_of)
+    shares = publish_category_distribution(scores, as_of)
+    logger.info(
+        "wrote as of %s with model %s: %d customers scored, %d current rows written, %d kept (newer as-of), %d history rows",
+        as_of, champion.version, written.rows_staged, written.current_written, written.current_kept_newer, written.history_written,
+    )
+    logger.info("decided categories: %s", ", ".join(f"{r['category']} {r['customers']}" for r in shares))
     summary = reports.run_summary(as_of, champion.version, checks.quarantined_bills, checks.warnings, written, clock.seconds)
     return publish_run_summary(summary)

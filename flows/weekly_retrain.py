@@ -44,11 +44,13 @@ from tasks.retraining import (
     write_drift_report,
 )
 from tasks.retries import db_retry_options
+from tasks.run_logs import project_loggers_at_info, rename_flow_run
 
 
-def _run_name() -> str:
-    # as_of None: today's date (the flow may still cap it at the data's last date)
-    as_of = flow_run.parameters.get("as_of") or f"today-{Settings().today()}"
+def _run_name(as_of: date | str | None = None) -> str:
+    # as_of None: today's date; the flow renames the run once the as-of is
+    # resolved (capped at the data's last date), so name and artifacts agree.
+    as_of = as_of or flow_run.parameters.get("as_of") or f"today-{Settings().today()}"
     return f"retrain-{as_of}{'-forced' if flow_run.parameters.get('force') else ''}"
 
 
@@ -59,16 +61,28 @@ def retrain_on_drift(force: bool = False, as_of: date | None = None) -> dict:
     ``as_of`` defaults to today in the configured timezone, capped at the
     data's last date.  Returns the drift report (with its ``id``).
     """
+    project_loggers_at_info()
     logger = get_run_logger()
     settings = Settings()
     rules = load_rules(settings.rules_file)
     db = db_retry_options(settings)
+    requested = as_of
     as_of = resolve_as_of.with_options(**db)(settings, as_of)
+    rename_flow_run(_run_name(as_of))
+    if requested is None:
+        logger.info("as-of %s (today %s, capped at the data's last date)", as_of, settings.today())
 
     champion = find_champion.with_options(**db)(settings)
     measured = measure_drift.with_options(**db)(settings, as_of, champion, rules)
     decay = measure_performance_decay.with_options(**db)(settings, as_of, rules)
+    logger.info(
+        "read: champion %s, %s reference / %s current customers, %s matured predictions",
+        None if champion is None else champion.version,
+        None if measured is None else measured.n_reference, None if measured is None else measured.n_current,
+        decay.n,
+    )
     decision = decide_retrain(champion, force, measured, decay, as_of, monitoring.retrain_policy(settings))
+    logger.info("decided: %s (%s)", "retrain" if decision.retrain else "no retrain", decision.reason)
     report = monitoring.new_report(as_of, champion, measured, decay, decision, settings, flow_run_id=flow_run.id)
     drift_rows = [] if measured is None else monitoring.drift_table_rows(measured.table)
 
@@ -88,5 +102,5 @@ def retrain_on_drift(force: bool = False, as_of: date | None = None) -> dict:
 
     report["id"] = write_drift_report.with_options(**db)(settings, report)
     publish_retrain_artifacts(report, drift_rows)
-    logger.info("retrain as of %s: %s (%s)", as_of, report["decision"], report["reason"])
+    logger.info("wrote drift report %s as of %s: %s (%s)", report["id"], as_of, report["decision"], report["reason"])
     return report

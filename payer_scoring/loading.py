@@ -36,7 +36,8 @@ import heapq
 import logging
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -250,8 +251,12 @@ def load_payments_file(
     *,
     reject_share_max: float = DEFAULT_REJECT_SHARE_MAX,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: Callable[[int, int, float], None] | None = None,
 ) -> LoadReport:
     """Upsert the bills of one CSV file into `payments`; return what was done.
+
+    ``progress``, when given, is called after each COPY chunk with (rows read
+    from the file so far, rows copied so far, seconds since the start).
 
     ``mapping_path``: a mapping YAML for another layout (None = the export layout).
     ``reject_share_max`` (share 0-1) and ``chunk_rows``: the settings
@@ -291,6 +296,8 @@ def load_payments_file(
     width = len(header)
     rejects = _RejectsWriter(str(path))
     read = 0
+    copied = 0
+    started = time.perf_counter()
     with engine.connect() as conn, conn.begin():
         conn.execute(sa.text(read_sql("load_payments_stage")))
         chunk: list[list[Any]] = []
@@ -307,10 +314,14 @@ def load_payments_file(
             values.append(line)
             chunk.append(values)
             if len(chunk) >= chunk_size:
-                _copy_chunk(conn, path, chunk)
+                copied += _copy_chunk(conn, path, chunk)
                 chunk = []
+                if progress is not None:
+                    progress(read, copied, time.perf_counter() - started)
         if chunk:
-            _copy_chunk(conn, path, chunk)
+            copied += _copy_chunk(conn, path, chunk)
+            if progress is not None:
+                progress(read, copied, time.perf_counter() - started)
 
         duplicates = [
             (str(path), d.line, "company_id|payment_number|installment",

@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     promote_max_f1_drop: float = Field(default=0.01, ge=0, le=1, description="Challenger promoted only if its macro-F1 is at most this much below the champion's.")
     promote_max_log_loss_increase: float = Field(default=0.02, ge=0, description="... and its log-loss at most this much above the champion's.")
 
+    # Operations (README "Operations"): alerts and zombie-run detection, created by `payer-scoring prefect setup`.
+    alert_webhook_url: str | None = Field(
+        default=None,
+        description="URL that receives a JSON POST ({subject, body}) for a Failed, Crashed, Late or not-completed-by-deadline run. Unset: the automations are created without the notification.",
+    )
+    zombie_after_seconds: int = Field(
+        default=300, ge=30,
+        description="A Running run with no heartbeat for this long is marked Crashed (at least 2x PREFECT_FLOWS_HEARTBEAT_FREQUENCY, 60 s in the worker).",
+    )
+    daily_deadline_minutes: int = Field(
+        default=60, gt=0,
+        description="The daily run must reach Completed within this many minutes of its start (06:00 + 60 = 07:00 America/Sao_Paulo), else an alert.",
+    )
+
     def key_features(self) -> tuple[str, ...]:
         """``drift_key_features`` as a tuple of names."""
         return tuple(name.strip() for name in self.drift_key_features.split(",") if name.strip())

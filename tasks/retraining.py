@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models import monitoring, registry, training
-from payer_scoring import drift
+from payer_scoring import charts, drift
 from payer_scoring.db import get_engine, prepare_database
 from payer_scoring.rules import Rules
 from payer_scoring.settings import Settings
@@ -95,6 +95,13 @@ def publish_retrain_artifacts(report: dict, drift_rows: list[dict]) -> None:
         create_table_artifact(
             key="drift-table", table=drift_rows,
             description=f"PSI (bins: reference deciles) and KS per feature as of {as_of}; flag: stable < 0.10 <= moderate < 0.25 <= major",
+        )
+        svg = charts.psi_chart_svg(drift_rows, f"Feature drift (PSI) as of {as_of}: current vs the champion's reference")
+        create_markdown_artifact(
+            key="drift-chart",
+            markdown=f"## Feature drift as of {as_of}\n\n{charts.markdown_image(svg, f'PSI per feature as of {as_of}')}\n\n"
+            "Red: drifted (PSI >= 0.10 and KS significant); amber: PSI >= 0.10 but KS not significant; grey: stable.",
+            description=f"PSI per feature as of {as_of} (picture of drift-table)",
         )
     create_markdown_artifact(key="retrain-decision", markdown=monitoring.decision_markdown(report), description=f"Retrain decision as of {as_of}")
     if report.get("challenger_metrics"):
