@@ -4,12 +4,14 @@ The query is ``sql/customer_features.sql`` (its header defines every term:
 matured, late, days past due, the neutral values; the bill rules themselves
 are the SQL functions of migration 0007).  :func:`extract_features` is the
 step of the daily run (task ``tasks.scoring.extract_features``); training
-calls it for every snapshot.
+calls it for every snapshot.  :func:`extract_customer_features` runs the same
+query for one customer, optionally with one more bill (the HTTP service).
 """
 
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 
 import pandas as pd
 import sqlalchemy as sa
@@ -83,8 +85,20 @@ def extract_features(
     """
     params = _params(as_of, rules, horizon_days=horizon_days, exclude_run_id=exclude_run_id)
     with engine.connect() as conn:
-        frame = read_query_csv(conn, read_sql("customer_features"), params, text_columns=_TEXT_COLUMNS)
+        frame = read_query_csv(conn, feature_sql(extra_bill=False), params, text_columns=_TEXT_COLUMNS)
     return _typed(frame)
+
+
+@lru_cache(maxsize=2)
+def feature_sql(*, extra_bill: bool) -> str:
+    """``sql/customer_features.sql`` reading ``payments`` (the batch) or, with ``extra_bill``, payments plus one bill.
+
+    The query's one placeholder ``{bills}`` takes one of two fixed texts:
+    ``payments`` or the subquery of ``sql/customer_features_extra_bill.sql``
+    (bind parameters ``x_<column>``).  Only the text changes, never a value.
+    """
+    bills = read_sql("customer_features_extra_bill").strip() if extra_bill else "payments"
+    return read_sql("customer_features").replace("{bills}", bills)
 
 
 # The payments columns the feature query reads: what an on-demand extra bill
@@ -122,8 +136,8 @@ def extract_customer_features(
     result equals the batch run on a copy of ``payments`` holding that bill.
     Why bind parameters rather than a temporary table inside a rolled-back
     transaction: the service's database role may not create anything, not even
-    a temporary table (migration 0010), one statement is one round trip, and
-    the batch keeps its plan (the extra branch folds away when absent).
+    a temporary table (migration 0010), and one statement is one round trip.
+    The batch keeps its plan: it reads ``payments`` itself (:func:`feature_sql`).
     Nothing is written.  A customer with no bill in the database is scored on
     ``extra_bill`` alone.  Raises ``KeyError`` when ``extra_bill`` lacks a column.
     """
@@ -134,10 +148,9 @@ def extract_customer_features(
         missing = [c for c in EXTRA_BILL_COLUMNS if c not in extra_bill]
         if missing:
             raise KeyError(f"extra bill lacks {missing}; expected {list(EXTRA_BILL_COLUMNS)}")
-        params["extra_bill"] = True
         params.update({f"x_{c}": extra_bill[c] for c in EXTRA_BILL_COLUMNS})
     with engine.connect() as conn:
-        frame = read_query_csv(conn, read_sql("customer_features"), params, text_columns=_TEXT_COLUMNS)
+        frame = read_query_csv(conn, feature_sql(extra_bill=extra_bill is not None), params, text_columns=_TEXT_COLUMNS)
     return _typed(frame)
 
 
@@ -150,8 +163,6 @@ def _params(as_of: date, rules: Rules, *, horizon_days: int, exclude_run_id: str
         "exclude_run_id": exclude_run_id,
         "company_id": None,
         "customer_id": None,
-        "extra_bill": False,
-        **{f"x_{c}": None for c in EXTRA_BILL_COLUMNS},
     }
 
 

@@ -39,20 +39,18 @@
 -- (bills quarantined in that scoring run are left out) and the rules'
 -- parameters (payer_scoring.rules.Rules.sql_params).
 --
--- On-demand scoring (the HTTP service) uses this same query with three more
--- parameters, all NULL/false for the daily batch:
+-- On-demand scoring (the HTTP service) uses this same query with two more
+-- parameters, NULL for the daily batch:
 --   :company_id text|NULL   only that company's bills (its company aggregates
 --                           need all its customers, so the filter is the company);
 --   :customer_id text|NULL  only that customer's row in the result;
---   :extra_bill boolean and x_<column> (one bill in the export layout): the bill is
---                           added to `payments` as the loader would upsert it
---                           (a stored bill with the same key company_id,
---                           payment_number, installment is replaced by it),
---                           without writing anything.
--- payer_scoring.features.read_query_csv inlines the values client-side, so
--- the planner folds these conditions to constants: with NULL/false the extra
--- branch is a provably empty Append member that is removed and the batch's
--- plan is the plan it had before these parameters existed.
+-- and, to add one bill without writing it, the bills placeholder in `bill`
+-- below becomes the subquery of sql/customer_features_extra_bill.sql: the
+-- stored bills plus one row of bind parameters.  For the batch it is
+-- `payments` and the NULL filters fold to constants
+-- (payer_scoring.features.read_query_csv inlines the values client-side), so
+-- the batch's plan is the one it had before.  The placeholder is filled by
+-- payer_scoring/features.py from that fixed choice of two texts.
 WITH bill AS (
     SELECT
         p.company_id,
@@ -73,26 +71,7 @@ WITH bill AS (
         COALESCE(p.by_mail, false)                         AS by_mail,
         COALESCE(p.by_whatsapp, false)                     AS by_whatsapp,
         p.payment_status = ANY (CAST(:event_statuses AS text[])) AS event_status
-    FROM (
-        SELECT stored.company_id, stored.customer_id, stored.payment_number, stored.installment, stored.installment_count,
-               stored.issue_date_dte, stored.original_due_date_dte, stored.due_date_dte, stored.paid_at_dte,
-               stored.payment_method, stored.payment_status, stored.billing_amount, stored.by_mail, stored.by_whatsapp
-        FROM payments stored
-        WHERE NOT (CAST(:extra_bill AS boolean)
-                   AND stored.company_id = CAST(:x_company_id AS text)
-                   AND stored.payment_number = CAST(:x_payment_number AS text)
-                   AND stored.installment = CAST(:x_installment AS text))
-        UNION ALL
-        SELECT CAST(:x_company_id AS text), CAST(:x_customer_id AS text), CAST(:x_payment_number AS text),
-               CAST(:x_installment AS text),
-               CAST(split_part(CAST(:x_installment AS text), '/', 2) AS integer),  -- as payments.installment_count
-               CAST(:x_issue_date_dte AS date), CAST(:x_original_due_date_dte AS date),
-               CAST(:x_due_date_dte AS date), CAST(:x_paid_at_dte AS date),
-               CAST(:x_payment_method AS text), CAST(:x_payment_status AS text),
-               CAST(:x_billing_amount AS numeric(16, 2)),
-               CAST(:x_by_mail AS boolean), CAST(:x_by_whatsapp AS boolean)
-        WHERE CAST(:extra_bill AS boolean)
-    ) p
+    FROM {bills} p
     CROSS JOIN LATERAL (
         SELECT payer_bill_due(p.due_date_dte, p.original_due_date_dte, CAST(:due_date_column AS text)) AS due
     ) d
