@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from datetime import date, datetime, timezone
 
 import pandas as pd
@@ -69,8 +70,12 @@ CUSTOMER_READ_COLUMNS: tuple[str, ...] = BILLING_VIEW_COLUMNS
 RISK_ORDER: tuple[str, ...] = ("p_bad DESC", "p_forgetful DESC")
 
 
+@lru_cache(maxsize=64)
 def results_sql(name: str) -> str:
     """``sql/results/<name>.sql`` with its ``{...}`` column lists filled from the declarations above.
+
+    Cached per process (the files and the lists do not change while it runs;
+    the HTTP service reads one per request).
 
     Placeholders: ``{columns}`` (RESULT_COLUMNS), ``{content}`` (RESULT_CONTENT),
     ``{s_columns}`` / ``{c_content}`` / ``{excluded_content}`` / ``{h_content}``
@@ -267,7 +272,7 @@ def read_company_customers(
         raise ValueError(f"limit {limit} / offset {offset}: expected limit >= 1 and offset >= 0")
     params = {"company_id": company_id, "category": category, "limit": limit, "offset": offset}
     with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
-        total = conn.execute(sa.text(read_sql("results/count_company_customers")), params).scalar_one()
+        total = conn.execute(sa.text(results_sql("count_company_customers")), params).scalar_one()
         rows = conn.execute(sa.text(results_sql("read_company_customers")), params).mappings().all()
     return int(total), [dict(r) for r in rows]
 
