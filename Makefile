@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
 
-.PHONY: venv demo test lock prefect bench clean-db
+.PHONY: venv demo test lock prefect bench clean-db api loadtest
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,3 +50,13 @@ clean-db: venv
 ## prefect: local Prefect server + UI on :4200, work pool, both deployments, a worker
 prefect: venv
 	bash scripts/prefect_server.sh
+
+## api: the HTTP service on 127.0.0.1:8000 (README "HTTP service"); API_ARGS="--port 8080 --workers 2"
+API_ARGS ?=
+api: venv
+	$(BIN)/payer-scoring api $(API_ARGS)
+
+## loadtest: the HTTP service on generated data under Locust, headless; fails when a target is missed
+LOADTEST_ARGS ?=
+loadtest: venv
+	$(BIN)/python benchmarks/loadtest.py $(LOADTEST_ARGS)

@@ -150,6 +150,25 @@ def db_billing_password() -> None:
     typer.echo("billing_reader password set")
 
 
+@db_app.command("api-password")
+def db_api_password() -> None:
+    """Set the HTTP service's read-only role api_reader's password from the API_READER_PASSWORD variable."""
+    import os
+
+    import sqlalchemy as sa
+
+    def _set() -> None:
+        password = os.environ.get("API_READER_PASSWORD")
+        if not password:
+            raise UserError("API_READER_PASSWORD is not set")
+        with _engine().begin() as conn:
+            quoted = conn.execute(sa.text("SELECT quote_literal(:p)"), {"p": password}).scalar_one()
+            conn.exec_driver_sql(f"ALTER ROLE api_reader WITH LOGIN PASSWORD {quoted}".replace("%", "%%"))
+
+    _run(_set)
+    typer.echo("api_reader password set")
+
+
 # ---------------------------------------------------------------- load
 @load_app.command("payments")
 def load_payments(
@@ -374,6 +393,29 @@ def _say_prefect_wait() -> None:
 
     if not PREFECT_API_URL.value():
         typer.echo("waiting for Prefect's temporary local API to start (20-30 s; set PREFECT_API_URL to use a running server) ...", err=True)
+
+# ---------------------------------------------------------------- api
+@app.command()
+def api(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 in a container).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the champion).", min=1)] = 1,
+) -> None:
+    """HTTP service: current categories and POST /v1/customer/predict (README "HTTP service")."""
+    import uvicorn
+
+    def check() -> None:
+        settings = _settings()
+        if not settings.api_key_hashes():
+            raise UserError("no API key configured: set PAYER_SCORING_API_KEYS_SHA256 (sha256 hex of each key, comma-separated)")
+        if not settings.api_database_url:
+            _engine()  # local/embedded: the owner applies pending migrations (0010 creates the service's role)
+
+    _run(check)
+    uvicorn.run(
+        "entrypoints.api:app_from_environment", factory=True, host=host, port=port, workers=workers,
+        log_level="warning", access_log=False, proxy_headers=False, server_header=False,
+    )
 
 
 def _parse_date(value: str | None, option: str) -> date | None:

@@ -4,12 +4,14 @@ The query is ``sql/customer_features.sql`` (its header defines every term:
 matured, late, days past due, the neutral values; the bill rules themselves
 are the SQL functions of migration 0007).  :func:`extract_features` is the
 step of the daily run (task ``tasks.scoring.extract_features``); training
-calls it for every snapshot.
+calls it for every snapshot.  :func:`extract_customer_features` runs the same
+query for one customer, optionally with one more bill (the HTTP service).
 """
 
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 
 import pandas as pd
 import sqlalchemy as sa
@@ -81,15 +83,87 @@ def extract_features(
     none).  ``horizon_days`` (the performance window H, days) sets the
     window of the n_upcoming_* features.
     """
-    params = {
+    params = _params(as_of, rules, horizon_days=horizon_days, exclude_run_id=exclude_run_id)
+    with engine.connect() as conn:
+        frame = read_query_csv(conn, feature_sql(extra_bill=False), params, text_columns=_TEXT_COLUMNS)
+    return _typed(frame)
+
+
+@lru_cache(maxsize=2)
+def feature_sql(*, extra_bill: bool) -> str:
+    """``sql/customer_features.sql`` reading ``payments`` (the batch) or, with ``extra_bill``, payments plus one bill.
+
+    The query's one placeholder ``{bills}`` takes one of two fixed texts:
+    ``payments`` or the subquery of ``sql/customer_features_extra_bill.sql``
+    (bind parameters ``x_<column>``).  Only the text changes, never a value.
+    """
+    bills = read_sql("customer_features_extra_bill").strip() if extra_bill else "payments"
+    return read_sql("customer_features").replace("{bills}", bills)
+
+
+# The payments columns the feature query reads: what an on-demand extra bill
+# must carry (payments.installment_count is derived from installment, as the
+# table's generated column does).
+EXTRA_BILL_COLUMNS: tuple[str, ...] = (
+    "company_id", "customer_id", "payment_number", "installment",
+    "issue_date_dte", "original_due_date_dte", "due_date_dte", "paid_at_dte",
+    "payment_method", "payment_status", "billing_amount", "by_mail", "by_whatsapp",
+)
+
+
+def extract_customer_features(
+    engine: Engine,
+    as_of: date,
+    rules: Rules,
+    *,
+    company_id: str,
+    customer_id: str,
+    horizon_days: int,
+    extra_bill: dict | None = None,
+) -> pd.DataFrame:
+    """Features of one customer as of ``as_of``, by the daily batch's own query; optionally with one more bill.
+
+    Same frame as :func:`extract_features` (0 or 1 row): the query is
+    ``sql/customer_features.sql`` restricted to ``company_id`` (its company
+    aggregates need every customer of the company) and then to ``customer_id``,
+    so each value equals the batch's at the same ``as_of`` bit for bit.
+
+    ``extra_bill``: one bill, a dict holding :data:`EXTRA_BILL_COLUMNS` (dates
+    as ``date``, ``billing_amount`` BRL, ``by_mail``/``by_whatsapp`` bool or
+    None).  It joins the stored bills inside the query as bind parameters - a
+    stored bill with the same key (company_id, payment_number, installment) is
+    replaced by it, as ``payer-scoring load payments`` would upsert it - so the
+    result equals the batch run on a copy of ``payments`` holding that bill.
+    Why bind parameters rather than a temporary table inside a rolled-back
+    transaction: the service's database role may not create anything, not even
+    a temporary table (migration 0010), and one statement is one round trip.
+    The batch keeps its plan: it reads ``payments`` itself (:func:`feature_sql`).
+    Nothing is written.  A customer with no bill in the database is scored on
+    ``extra_bill`` alone.  Raises ``KeyError`` when ``extra_bill`` lacks a column.
+    """
+    params = _params(as_of, rules, horizon_days=horizon_days, exclude_run_id=None)
+    params["company_id"] = company_id
+    params["customer_id"] = customer_id
+    if extra_bill is not None:
+        missing = [c for c in EXTRA_BILL_COLUMNS if c not in extra_bill]
+        if missing:
+            raise KeyError(f"extra bill lacks {missing}; expected {list(EXTRA_BILL_COLUMNS)}")
+        params.update({f"x_{c}": extra_bill[c] for c in EXTRA_BILL_COLUMNS})
+    with engine.connect() as conn:
+        frame = read_query_csv(conn, feature_sql(extra_bill=extra_bill is not None), params, text_columns=_TEXT_COLUMNS)
+    return _typed(frame)
+
+
+def _params(as_of: date, rules: Rules, *, horizon_days: int, exclude_run_id: str | None) -> dict:
+    """Bind parameters of sql/customer_features.sql for the whole batch (no company, customer or extra bill)."""
+    return {
         **rules.sql_params(),
         "as_of": as_of,
         "horizon_days": int(horizon_days),
         "exclude_run_id": exclude_run_id,
+        "company_id": None,
+        "customer_id": None,
     }
-    with engine.connect() as conn:
-        frame = read_query_csv(conn, read_sql("customer_features"), params, text_columns=_TEXT_COLUMNS)
-    return _typed(frame)
 
 
 _TEXT_COLUMNS = ("company_id", "customer_id", "observed_category")

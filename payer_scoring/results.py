@@ -2,8 +2,8 @@
 
 Writing one scoring run: COPY into a staging table, merge in one transaction
 (:func:`write_results`; the task ``tasks.scoring.write_results`` wraps it).
-Reading: :func:`read_customer_category` and :func:`category_counts` (the demo,
-and next the HTTP service, read through them).  The column lists are declared
+Reading: :func:`read_customer_category`, :func:`read_company_customers` and
+:func:`category_counts` (the demo and the HTTP service read through them).  The column lists are declared
 once here (:data:`RESULT_COLUMNS`, :data:`RUN_COLUMNS`); the ``sql/results/*.sql``
 templates take them as ``{...}`` identifier lists (never values: values are
 bind parameters).  Guarantees (sql/results/*.sql):
@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from datetime import date, datetime, timezone
 
 import pandas as pd
@@ -60,15 +61,27 @@ BILLING_VIEW_COLUMNS: tuple[str, ...] = (
     "company_id", "customer_id", "category", "category_label", *PROBABILITY_COLUMNS,
     "observed_category", "as_of_date", "model_version",
 )
+# What the readers below select from the billing view.  When migration 0008
+# adds risk_score and reason_codes to the view, adding them here is the one
+# change (the HTTP service's answer already has both fields, null until then).
+CUSTOMER_READ_COLUMNS: tuple[str, ...] = BILLING_VIEW_COLUMNS
+# "Riskiest first" for a company's list, most significant key first (customer_id
+# breaks ties); with 0008 this becomes ("risk_score DESC",).
+RISK_ORDER: tuple[str, ...] = ("p_bad DESC", "p_forgetful DESC")
 
 
+@lru_cache(maxsize=64)
 def results_sql(name: str) -> str:
     """``sql/results/<name>.sql`` with its ``{...}`` column lists filled from the declarations above.
+
+    Cached per process (the files and the lists do not change while it runs;
+    the HTTP service reads one per request).
 
     Placeholders: ``{columns}`` (RESULT_COLUMNS), ``{content}`` (RESULT_CONTENT),
     ``{s_columns}`` / ``{c_content}`` / ``{excluded_content}`` / ``{h_content}``
     (the same lists prefixed by a table alias), ``{set_content}``
-    (``col = EXCLUDED.col`` pairs) and ``{staging_columns}`` (name and type).
+    (``col = EXCLUDED.col`` pairs), ``{staging_columns}`` (name and type),
+    ``{read_columns}`` (CUSTOMER_READ_COLUMNS) and ``{risk_order}`` (RISK_ORDER).
     Identifiers only, all from this module's fixed lists.
     """
     def alias(prefix: str, cols) -> str:
@@ -83,6 +96,8 @@ def results_sql(name: str) -> str:
         "{excluded_content}": alias("EXCLUDED", RESULT_CONTENT),
         "{set_content}": ", ".join(f"{c} = EXCLUDED.{c}" for c in RESULT_CONTENT),
         "{staging_columns}": ", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()),
+        "{read_columns}": ", ".join(CUSTOMER_READ_COLUMNS),
+        "{risk_order}": ", ".join(RISK_ORDER),
     }
     text = read_sql(f"results/{name}")
     for placeholder, value in lists.items():
@@ -231,15 +246,35 @@ def _copy_frame(conn: Connection, frame: pd.DataFrame) -> int:
 
 
 def read_customer_category(engine: Engine, company_id: str, customer_id: str) -> dict | None:
-    """The current row of one customer as billing sees it (``BILLING_VIEW_COLUMNS``), or None when unknown.
+    """The current row of one customer as billing sees it (:data:`CUSTOMER_READ_COLUMNS`), or None when unknown.
 
     Ids as the export writes them (space-separated hex); bind parameters only.
     """
     with engine.connect() as conn:
         row = conn.execute(
-            sa.text(read_sql("results/read_customer")), {"company_id": company_id, "customer_id": customer_id}
+            sa.text(results_sql("read_customer")), {"company_id": company_id, "customer_id": customer_id}
         ).mappings().first()
     return None if row is None else dict(row)
+
+
+def read_company_customers(
+    engine: Engine, company_id: str, *, category: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[int, list[dict]]:
+    """One page of a company's current rows, riskiest first (:data:`RISK_ORDER`, then customer_id).
+
+    Returns (rows matching the filter in all pages, the page: up to ``limit``
+    dicts of :data:`CUSTOMER_READ_COLUMNS`).  ``category`` None: every
+    category.  Both statements run in one REPEATABLE READ transaction, so the
+    total and the page describe the same daily run even while one is written.
+    Raises ValueError for a negative ``offset`` or a ``limit`` below 1.
+    """
+    if limit < 1 or offset < 0:
+        raise ValueError(f"limit {limit} / offset {offset}: expected limit >= 1 and offset >= 0")
+    params = {"company_id": company_id, "category": category, "limit": limit, "offset": offset}
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn, conn.begin():
+        total = conn.execute(sa.text(results_sql("count_company_customers")), params).scalar_one()
+        rows = conn.execute(sa.text(results_sql("read_company_customers")), params).mappings().all()
+    return int(total), [dict(r) for r in rows]
 
 
 def category_counts(engine: Engine, as_of: date) -> dict[str, int]:

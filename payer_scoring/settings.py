@@ -68,6 +68,19 @@ class Settings(BaseSettings):
     decay_min_predictions: int = Field(default=200, gt=0, description="Fewest matured predictions needed to measure realized macro-F1.")
     promote_max_f1_drop: float = Field(default=0.01, ge=0, le=1, description="Challenger promoted only if its macro-F1 is at most this much below the champion's.")
     promote_max_log_loss_increase: float = Field(default=0.02, ge=0, description="... and its log-loss at most this much above the champion's.")
+    # HTTP service (entrypoints/api.py; README "HTTP service").
+    api_database_url: str | None = Field(
+        default=None,
+        description="URL the HTTP service connects with (the read-only api_reader role). Unset: DATABASE_URL's server as role api_reader (the embedded server trusts local roles).",
+    )
+    api_keys_sha256: str = Field(
+        default="",
+        description="Comma-separated sha256 hex digests of the accepted X-API-Key values; the service refuses to start without one.",
+    )
+    api_max_body_bytes: int = Field(default=16_384, gt=0, description="Largest request body the HTTP service accepts (bytes); larger gets 413.")
+    api_champion_check_seconds: float = Field(
+        default=30.0, ge=0, description="The HTTP service checks the registry's champion version at most this often (s) and reloads a newly promoted one.",
+    )
 
     # Operations (README "Operations"): alerts and zombie-run detection, created by `payer-scoring prefect setup`.
     alert_webhook_url: str | None = Field(
@@ -90,6 +103,19 @@ class Settings(BaseSettings):
     def exempt_features(self) -> tuple[str, ...]:
         """``drift_exempt_features`` as a tuple of names."""
         return tuple(name.strip() for name in self.drift_exempt_features.split(",") if name.strip())
+
+    def api_key_hashes(self) -> frozenset[str]:
+        """``api_keys_sha256`` as a set of lower-case hex digests."""
+        return frozenset(h.strip().lower() for h in self.api_keys_sha256.split(",") if h.strip())
+
+    @field_validator("api_keys_sha256")
+    @classmethod
+    def _sha256_hex(cls, value: str) -> str:
+        """Refuse anything but comma-separated 64-digit hex digests (a raw key pasted here would never match)."""
+        for digest in (h.strip() for h in value.split(",") if h.strip()):
+            if len(digest) != 64 or any(ch not in "0123456789abcdefABCDEF" for ch in digest):
+                raise ValueError("expected comma-separated sha256 hex digests (64 hex digits each), e.g. from `printf %s KEY | sha256sum`")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -38,6 +38,19 @@
 -- Bind parameters: :as_of date, :horizon_days int, :exclude_run_id text|NULL
 -- (bills quarantined in that scoring run are left out) and the rules'
 -- parameters (payer_scoring.rules.Rules.sql_params).
+--
+-- On-demand scoring (the HTTP service) uses this same query with two more
+-- parameters, NULL for the daily batch:
+--   :company_id text|NULL   only that company's bills (its company aggregates
+--                           need all its customers, so the filter is the company);
+--   :customer_id text|NULL  only that customer's row in the result;
+-- and, to add one bill without writing it, the bills placeholder in `bill`
+-- below becomes the subquery of sql/customer_features_extra_bill.sql: the
+-- stored bills plus one row of bind parameters.  For the batch it is
+-- `payments` and the NULL filters fold to constants
+-- (payer_scoring.features.read_query_csv inlines the values client-side), so
+-- the batch's plan is the one it had before.  The placeholder is filled by
+-- payer_scoring/features.py from that fixed choice of two texts.
 WITH bill AS (
     SELECT
         p.company_id,
@@ -58,11 +71,12 @@ WITH bill AS (
         COALESCE(p.by_mail, false)                         AS by_mail,
         COALESCE(p.by_whatsapp, false)                     AS by_whatsapp,
         p.payment_status = ANY (CAST(:event_statuses AS text[])) AS event_status
-    FROM payments p
+    FROM {bills} p
     CROSS JOIN LATERAL (
         SELECT payer_bill_due(p.due_date_dte, p.original_due_date_dte, CAST(:due_date_column AS text)) AS due
     ) d
     WHERE p.issue_date_dte <= CAST(:as_of AS date)
+      AND (CAST(:company_id AS text) IS NULL OR p.company_id = CAST(:company_id AS text))
       AND payer_bill_counts(p.payment_status, CAST(:paid_statuses AS text[]), CAST(:open_statuses AS text[]),
                             CAST(:excluded_statuses AS text[]), CAST(:unknown_excluded AS boolean))
       AND NOT EXISTS (
@@ -212,4 +226,5 @@ SELECT
     CAST(COALESCE(pr.is_key_account, false) AS integer)::double precision AS company_is_key_account
 FROM scored s
 LEFT JOIN profile pr ON pr.company_id = s.company_id
+WHERE CAST(:customer_id AS text) IS NULL OR s.customer_id = CAST(:customer_id AS text)
 ORDER BY s.company_id, s.customer_id

@@ -1,5 +1,6 @@
 -- One customer's current category as billing reads it (the billing view).
-SELECT *
+-- {read_columns}: payer_scoring.results.CUSTOMER_READ_COLUMNS.
+SELECT {read_columns}
 FROM billing_customer_category
-WHERE company_id = :company_id
-  AND customer_id = :customer_id
+WHERE company_id = CAST(:company_id AS text)
+  AND customer_id = CAST(:customer_id AS text)
