@@ -292,11 +292,20 @@ def retrain(
         except (TrainingError, RegistryError, RulesError) as exc:
             raise UserError(str(exc)) from exc
 
-    report = _run(run)
+    _print_json(retrain_output(_run(run)))
+
+
+def retrain_output(report: dict) -> dict:
+    """What ``retrain`` prints: the report's headline, with ``champion_version`` the champion *after* the run.
+
+    After a promotion (the first model's included, whose report has no
+    champion before it) that is the promoted model; the one it replaced is
+    ``previous_champion_version``.
+    """
     out = {k: report.get(k) for k in ("id", "as_of_date", "decision", "reason", "triggers", "champion_version", "challenger_version")}
-    if report.get("decision") == "promoted":  # the champion is now the promoted model (also the first one)
+    if report.get("decision") == "promoted":
         out["previous_champion_version"], out["champion_version"] = report.get("champion_version"), report.get("challenger_version")
-    _print_json(out)
+    return out
 
 
 # ---------------------------------------------------------------- train / evaluate

@@ -320,7 +320,7 @@ def evaluate(
     plan = _plan(engine, as_of, settings)
     holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
     if holdout.empty:
-        raise TrainingError(f"as of {plan.as_of}: no labelled customers in the holdout snapshot(s) {plan.holdout}")
+        raise TrainingError(f"as of {plan.as_of}: no labelled customers in the holdout snapshot(s) {', '.join(d.isoformat() for d in plan.holdout)}")
     stats = champion.metadata["baseline_statistics"]
     proba = predict_proba_frame(champion.model, holdout[champion.feature_columns], threads=settings.model_threads).to_numpy()
     report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)
