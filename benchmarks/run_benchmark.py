@@ -224,7 +224,7 @@ def _server_url() -> str:
     from payer_scoring import db as dbmod
     from payer_scoring.settings import Settings
 
-    return dbmod.resolve_database_url(Settings())
+    return dbmod.resolve_database_url(Settings(), create=True)
 
 
 def _urls(name: str) -> tuple[str, str]:

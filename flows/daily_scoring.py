@@ -1,6 +1,7 @@
 """Daily scoring (deployment ``daily-scoring``, flow ``score-customers``).
 
-A run as of date T (default: today in ``PAYER_SCORING_TIMEZONE``) produces:
+A run as of date T (default: today in ``PAYER_SCORING_TIMEZONE``, capped at the
+data's last date: :mod:`payer_scoring.asof`) produces:
 
 * ``customer_categories``: the current category of every customer with a bill
   issued by T (unless a newer as-of already wrote that customer), and
@@ -10,8 +11,12 @@ A run as of date T (default: today in ``PAYER_SCORING_TIMEZONE``) produces:
 * three Prefect artifacts: ``validation-summary`` (markdown), ``category-
   distribution`` (table) and ``run-summary`` (markdown).
 
-A critical expectation failure, a missing champion or an unreachable database
-fail the run before anything is written.  Tasks that touch the database are
+Before anything is read: every expectation suite is loaded strictly, the as-of
+is checked (:mod:`payer_scoring.asof`: no date after tomorrow or far beyond the
+data; default today capped at the data's last date), and the champion is
+loaded and must share the settings' horizon and rules version.  A critical
+expectation failure, a missing champion or an unreachable database fail the
+run before anything is written.  Tasks that touch the database are
 retried with backoff on transient errors only (``tasks/retries.py``); the flow
 itself has no retries.
 """
@@ -30,11 +35,13 @@ from tasks.retries import db_retry_options
 from tasks.run_logs import project_loggers_at_info
 from tasks.scoring import (
     StepClock,
+    check_suites,
     extract_features,
     load_champion,
     predict_categories,
     publish_category_distribution,
     publish_run_summary,
+    resolve_as_of,
     validate_features,
     validate_payments,
     validate_scores,
@@ -49,21 +56,24 @@ def _run_name() -> str:
 
 @flow(name="score-customers", flow_run_name=_run_name)
 def score_customers(as_of: date | None = None) -> dict:
-    """Validate -> features as of ``as_of`` -> validate -> champion -> predict -> validate -> write.
+    """Suites, as-of, champion -> validate -> features as of ``as_of`` -> validate -> predict -> validate -> write.
 
     Returns the run summary (customers scored, quarantined bills, model
-    version, step durations).  Raises ``ValidationFailed``, ``NoChampionError``,
-    ``WriteLockBusy`` or the database error after its retries.
+    version, step durations).  Raises ``SuiteError``, ``AsOfError``,
+    ``ValidationFailed``, ``NoChampionError``, ``IncompatibleChampionError``,
+    ``WriteLockBusy``, ``DatabaseError`` (no payments) or the database error after its retries.
     """
     project_loggers_at_info()
     logger = get_run_logger()
     settings = Settings()
-    as_of = as_of or settings.today()
     run_id = str(flow_run.id)
     rules = load_rules(settings.rules_file)
     db = db_retry_options(settings)
     clock = StepClock()
 
+    clock.run(check_suites)
+    as_of = clock.run(resolve_as_of.with_options(**db), settings, as_of)
+    champion = clock.run(load_champion.with_options(**db), settings, rules)
     with validation_summary() as checks:
         tomorrow = settings.today() + timedelta(days=1)
         checks.add(clock.run(validate_payments.with_options(**db), settings, as_of, run_id, tomorrow))
@@ -71,7 +81,6 @@ def score_customers(as_of: date | None = None) -> dict:
         features = clock.run(extract_features.with_options(**db), settings, as_of, rules, exclude_run_id=run_id)
         logger.info("read features of %d customers as of %s", len(features), as_of)
         checks.add(clock.run(validate_features, features))
-        champion = clock.run(load_champion.with_options(**db), settings)
         scores = clock.run(predict_categories, settings, champion, features, rules)
         checks.add(clock.run(validate_scores, scores, len(features)))
         logger.info("validated features and scores: %d warnings in total", checks.warnings)

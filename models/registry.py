@@ -295,6 +295,37 @@ def load_model(engine: Engine, version: str, *, store: Path | str) -> Champion:
     return _load(row, store)
 
 
+class IncompatibleChampionError(RegistryError):
+    """The settings' horizon or rules differ from the ones the champion was trained with."""
+
+
+def check_compatible(model: Champion, *, horizon_days: int, rules_version: str) -> None:
+    """Refuse to use ``model`` with a horizon (days) or rules version other than its own.
+
+    The champion's features (the horizon-bounded ones) and its labels were
+    computed with its registry metadata ``horizon_days`` and ``rules_version``
+    (sha256 of the rules file, first 12 hex digits); scoring or evaluating with
+    others gives categories that look valid and are not.  Raises
+    :class:`IncompatibleChampionError` with one line saying which differs.
+    """
+    differences = []
+    trained_h = model.metadata.get("horizon_days")
+    if trained_h is not None and int(trained_h) != int(horizon_days):
+        differences.append(
+            f"horizon_days {horizon_days} (PAYER_SCORING_HORIZON_DAYS) differs from the champion's {int(trained_h)}"
+        )
+    trained_rules = model.metadata.get("rules_version")
+    if trained_rules is not None and trained_rules != rules_version:
+        differences.append(
+            f"rules version {rules_version} (PAYER_SCORING_RULES_FILE) differs from the champion's {trained_rules}"
+        )
+    if differences:
+        raise IncompatibleChampionError(
+            f"model {model.version}: " + "; ".join(differences)
+            + " - use the champion's settings, or train and promote a model with the new ones"
+        )
+
+
 def champion_version(engine: Engine) -> str | None:
     """Version of the current champion, or None (one cheap query: how a long-running reader sees a promotion)."""
     with engine.connect() as conn:

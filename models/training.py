@@ -36,7 +36,9 @@ from sqlalchemy.engine import Engine
 
 from models.evaluation import baseline_statistics, compare_on_holdout
 from models.pipeline import CLASS_WEIGHT_POWER, fit_pipeline, predict_proba_frame
-from models.registry import RegistryEntry, load_champion, register_model
+from models.registry import RegistryEntry, check_compatible, load_champion, register_model
+from payer_scoring import asof
+from payer_scoring.db import require_payments
 from payer_scoring.rules import CLASSES, Rules, load_rules
 from payer_scoring.drift import drift_population
 from payer_scoring.features import FEATURE_COLUMNS, extract_features
@@ -71,16 +73,25 @@ def data_bounds(engine: Engine) -> tuple[date, date] | None:
 
 
 def resolve_as_of(engine: Engine, as_of: date | None, settings: Settings) -> date:
-    """``as_of``, or today capped at the data's last date (issue or payment)."""
-    if as_of is not None:
-        return as_of
+    """The run's as-of date by the one rule of :func:`payer_scoring.asof.resolve_as_of`.
+
+    ``as_of`` None -> today (``settings.timezone``) capped at the data's last
+    date; an explicit date after tomorrow or more than
+    ``settings.as_of_max_days_after_data`` days after the data's last date
+    raises :class:`payer_scoring.asof.AsOfError` (unless
+    ``settings.allow_future_as_of``).  Raises :class:`payer_scoring.db.DatabaseError`
+    naming the database when ``payments`` is empty.
+    """
     bounds = data_bounds(engine)
     if bounds is None:
-        raise TrainingError("payments is empty: load or generate data first")
-    today = settings.today()
-    if bounds[1] < today:
-        log.info("data ends %s, before today: using it as the as-of date", bounds[1])
-    return min(today, bounds[1])
+        require_payments(engine)  # raises, naming the database
+    return asof.resolve_as_of(
+        as_of,
+        today=settings.today(),
+        last_data_date=bounds[1],
+        max_days_after_data=settings.as_of_max_days_after_data,
+        allow_future=settings.allow_future_as_of,
+    )
 
 
 def plan_snapshots(
@@ -300,16 +311,16 @@ def evaluate(
     ``persistence_transition`` / ``majority`` metrics, margins, and
     ``holdout_after_training`` (False when the holdout's window overlaps the
     champion's training labels, i.e. the figures are optimistic).
-    Raises NoChampionError / TrainingError.
+    Raises NoChampionError / TrainingError, IncompatibleChampionError when the
+    settings' horizon or rules version differs from the champion's.
     """
     rules = rules or load_rules(settings.rules_file)
     champion = load_champion(engine, store=settings.model_store)
+    check_compatible(champion, horizon_days=settings.horizon_days, rules_version=rules.version)
     plan = _plan(engine, as_of, settings)
     holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
     if holdout.empty:
-        raise TrainingError(f"as of {plan.as_of}: no labelled customers in the holdout snapshot(s) {plan.holdout}")
-    if champion.metadata.get("rules_version") != rules.version:
-        log.warning("champion %s was trained with rules %s, evaluating with %s", champion.version, champion.metadata.get("rules_version"), rules.version)
+        raise TrainingError(f"as of {plan.as_of}: no labelled customers in the holdout snapshot(s) {', '.join(d.isoformat() for d in plan.holdout)}")
     stats = champion.metadata["baseline_statistics"]
     proba = predict_proba_frame(champion.model, holdout[champion.feature_columns], threads=settings.model_threads).to_numpy()
     report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)

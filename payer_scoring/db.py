@@ -46,12 +46,29 @@ def _embedded_server(pgdata: Path):
     return get_server(pgdata, cleanup_mode=None)
 
 
+_URL_SHAPE = "expected postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE (or postgresql:///DATABASE?host=/socket/dir)"
+
+
 def _to_sqlalchemy_url(url: str) -> str:
-    """Return ``url`` with the psycopg 3 driver named (accepts postgres://, postgresql://)."""
+    """Return ``url`` with the psycopg 3 driver named (accepts postgres://, postgresql://).
+
+    Raises :class:`DatabaseError` (one line, password hidden) when ``url`` is
+    not a PostgreSQL URL SQLAlchemy can read: another scheme (``mysql://``),
+    no ``://`` at all, or a port that is not a number.
+    """
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    if not re.match(r"^postgresql\+psycopg://", url):
+        raise DatabaseError(f"DATABASE_URL {shown!s}: not a PostgreSQL URL; {_URL_SHAPE}")
+    try:
+        parsed = make_url(url)
+        parsed.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise DatabaseError(f"DATABASE_URL {shown}: cannot be read ({reason}); {_URL_SHAPE}") from None
     return url
 
 
@@ -60,12 +77,16 @@ def libpq_url(url: str) -> str:
     return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
 
 
-def resolve_database_url(settings: Settings) -> str:
+def resolve_database_url(settings: Settings, *, create: bool = False) -> str:
     """Return the SQLAlchemy URL (``postgresql+psycopg://...``) of the database to use.
 
-    Starts the embedded server and creates ``settings.database_name`` on it when
-    ``DATABASE_URL`` is unset.  Raises :class:`DatabaseError` when the embedded
-    server cannot start.
+    Starts the embedded server when ``DATABASE_URL`` is unset.  With
+    ``create=True`` (only ``db migrate``, ``generate``, ``load`` and ``demo``)
+    ``settings.database_name`` is created on it when missing; otherwise a
+    missing database is refused, so a typo in PAYER_SCORING_DATABASE_NAME
+    never creates an empty database.  Raises :class:`DatabaseError` (one line)
+    when the embedded server cannot start, the database is missing, or
+    ``DATABASE_URL`` is malformed.
     """
     if settings.database_url:
         return _to_sqlalchemy_url(settings.database_url)
@@ -77,20 +98,44 @@ def resolve_database_url(settings: Settings) -> str:
             f"(see {settings.pgdata / 'log'})"
         ) from exc
     admin_url = _to_sqlalchemy_url(server.get_uri("postgres"))
-    ensure_database(admin_url, settings.database_name)
+    if create:
+        ensure_database(admin_url, settings.database_name)
+    elif not database_exists(admin_url, settings.database_name):
+        raise DatabaseError(
+            f"database {settings.database_name!s} does not exist on the embedded server in {settings.pgdata} "
+            f"(check PAYER_SCORING_DATABASE_NAME; only db migrate, generate, load and demo create a database)"
+        )
     return _to_sqlalchemy_url(server.get_uri(settings.database_name))
 
 
-def ensure_database(admin_url: str, name: str) -> None:
-    """Create database ``name`` on the server of ``admin_url`` unless it exists."""
+def _check_database_name(name: str) -> None:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
-        raise DatabaseError(f"database name {name!r}: expected lower-case letters, digits and '_'")
+        raise DatabaseError(f"database name '{name}': expected lower-case letters, digits and '_'")
+
+
+def database_exists(admin_url: str, name: str) -> bool:
+    """True when database ``name`` exists on the server of ``admin_url`` (nothing is created)."""
+    _check_database_name(name)
+    engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is not None
+    finally:
+        engine.dispose()
+
+
+def ensure_database(admin_url: str, name: str) -> None:
+    """Create database ``name`` on the server of ``admin_url`` unless it exists (PUBLIC gets no CONNECT/TEMPORARY on it)."""
+    _check_database_name(name)
     engine = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
             exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
             if not exists:
                 conn.execute(sa.text(f'CREATE DATABASE "{name}"'))  # name checked above
+                # No CONNECT/TEMPORARY for every role by default (billing_reader included):
+                # migration 0009 grants billing_reader CONNECT on the databases it migrates.
+                conn.execute(sa.text(f'REVOKE CONNECT, TEMPORARY ON DATABASE "{name}" FROM PUBLIC'))
     finally:
         engine.dispose()
 
@@ -132,14 +177,14 @@ def _engine_for(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def get_engine(settings: Settings) -> Engine:
+def get_engine(settings: Settings, *, create: bool = False) -> Engine:
     """Return the pooled engine of the configured database (one per URL and process); no schema change.
 
     Checks the connection with ``SELECT 1``.  Raises :class:`DatabaseError`
     with a one-line reason when the server cannot be reached.  Call
     :func:`prepare_database` once per command or flow run to apply migrations.
     """
-    url = resolve_database_url(settings)
+    url = resolve_database_url(settings, create=create)
     engine = _engine_for(url)
     try:
         with engine.connect() as conn:
@@ -150,9 +195,12 @@ def get_engine(settings: Settings) -> Engine:
     return engine
 
 
-def prepare_database(settings: Settings) -> Engine:
-    """The engine of :func:`get_engine`, after applying pending migrations (once per command or flow run)."""
-    engine = get_engine(settings)
+def prepare_database(settings: Settings, *, create: bool = False) -> Engine:
+    """The engine of :func:`get_engine`, after applying pending migrations (once per command or flow run).
+
+    ``create``: see :func:`resolve_database_url` (False: a missing embedded database is refused).
+    """
+    engine = get_engine(settings, create=create)
     apply_migrations(engine)
     return engine
 
@@ -276,5 +324,29 @@ def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterab
 
 
 def database_url_for_psql(settings: Settings) -> str:
-    """Return a libpq URL that ``psql`` accepts for the configured database."""
+    """Return a libpq URL that ``psql`` accepts for the configured database (never creates it)."""
     return libpq_url(make_url(resolve_database_url(settings)).render_as_string(hide_password=False))
+
+
+def database_label(engine: Engine) -> str:
+    """``name`` of the engine's database and where it lives, for one-line messages (no password)."""
+    url = engine.url
+    return f"{url.database} ({url.host or (url.query or {}).get('host') or 'local socket'})"
+
+
+def require_payments(engine: Engine) -> int:
+    """Return the number of bills in ``payments``; raise :class:`DatabaseError` naming the database when there are none.
+
+    The commands that read (score, train, evaluate, retrain) call it first, so
+    an empty or mistyped database says so in one line instead of failing a
+    validation or training step later.
+    """
+    with engine.connect() as conn:
+        exists = conn.execute(sa.text("SELECT to_regclass('payments') IS NOT NULL")).scalar_one()
+        n = conn.execute(sa.text("SELECT count(*) FROM (SELECT 1 FROM payments LIMIT 1) p")).scalar_one() if exists else 0
+    if not n:
+        raise DatabaseError(
+            f"database {engine.url.database} has no payments: load or generate data first "
+            f"(or check DATABASE_URL / PAYER_SCORING_DATABASE_NAME)"
+        )
+    return n

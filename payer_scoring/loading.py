@@ -144,22 +144,55 @@ class LoadReport:
 # ---------------------------------------------------------------- reading
 
 
-def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
+def _python_encoding(encoding: str) -> str:
+    """The codec name to open files with (UTF-8 skips a BOM); :class:`LoadError` for an unknown name."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise LoadError(f"--encoding {encoding}: unknown text encoding (e.g. utf-8, latin-1, cp1252)") from None
+    return "utf-8-sig" if name in ("utf-8", "utf-8-sig") else name
+
+
+def _first_undecodable_line(path: Path, encoding: str) -> tuple[int, str]:
+    """(physical line, offending bytes in hex) of the first line that ``encoding`` cannot decode."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder(encoding)()
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                decoder.decode(raw)
+            except UnicodeDecodeError as exc:
+                return number, raw[exc.start : exc.end].hex(" ")
+    return 0, ""
+
+
+def _records(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, list[str]]]:
     """Yield (physical line where the record starts, fields) for every non-blank CSV record.
 
-    Raises :class:`LoadError` on text that is not UTF-8 or on broken CSV quoting.
+    ``encoding``: the file's text encoding (default UTF-8, BOM skipped).
+    Raises :class:`LoadError` on text the encoding cannot decode (naming the
+    first such line) or on broken CSV quoting.
     """
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
+    codec = _python_encoding(encoding)
     line = 0
     try:
-        with open(path, encoding="utf-8-sig", newline="") as fh:
+        with open(path, encoding=codec, newline="") as fh:
             reader = csv.reader(fh, strict=True)
             for record in reader:
                 start, line = line + 1, reader.line_num
                 if record:
                     yield start, record
     except UnicodeDecodeError as exc:
-        raise LoadError(f"{path}: not UTF-8 text after line {line} ({exc.reason})") from None
+        bad_line, seen = _first_undecodable_line(path, codec)
+        hint = " (a Latin-1 / Windows export? try --encoding latin-1 or cp1252)" if codec == "utf-8-sig" else ""
+        where = f" line {bad_line}" if bad_line else ""
+        raise LoadError(
+            f"{path}{where}: not {encoding} text (bytes {seen or exc.object[exc.start:exc.end].hex(' ')}: {exc.reason}){hint}"
+        ) from None
     except csv.Error as exc:
         raise LoadError(f"{path} line {line + 1}: malformed CSV ({exc})") from None
     except IsADirectoryError:
@@ -172,6 +205,13 @@ def _header(path: Path, records: Iterator[tuple[int, list[str]]]) -> list[str]:
     except StopIteration:
         raise LoadError(f"{path}: empty file, expected a header line") from None
     header = [name.strip() for name in header]
+    if len(header) == 1:
+        for sep, label in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if header[0].count(sep) >= 2:
+                raise LoadError(
+                    f"{path}: the header is one column holding {header[0].count(sep) + 1} names separated by "
+                    f"'{sep}' ({label}-delimited?); expected comma-separated CSV - re-export with ',' as the delimiter"
+                )
     seen: set[str] = set()
     repeated = sorted({n for n in header if n in seen or seen.add(n)})
     if repeated:
@@ -205,9 +245,11 @@ class _RejectsWriter:
         self._tmp.seek(0)
         rejects = ((int(r[1]), r) for r in csv.reader(self._tmp))
         dups = ((int(r[1]), r) for r in duplicates)
-        target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise IsADirectoryError(21, "is a folder, expected a file path")
             with open(part, "w", encoding="utf-8", newline="") as out:
                 writer = csv.writer(out)
                 writer.writerow(REJECTS_HEADER)
@@ -215,7 +257,12 @@ class _RejectsWriter:
                     writer.writerow(row)
             os.replace(part, target)
         except OSError as exc:
-            raise LoadError(f"cannot write the rejects report {target}: {exc.strerror or exc}") from None
+            if part.parent.is_dir():
+                part.unlink(missing_ok=True)
+            why = exc.strerror or str(exc)
+            if isinstance(exc, (FileExistsError, NotADirectoryError)):
+                why = "a parent of it is a file, not a folder"
+            raise LoadError(f"cannot write the rejects report {target}: {why}") from None
         finally:
             self._tmp.close()
 
@@ -252,6 +299,7 @@ def load_payments_file(
     reject_share_max: float = DEFAULT_REJECT_SHARE_MAX,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     progress: Callable[[int, int, float], None] | None = None,
+    encoding: str = "utf-8",
 ) -> LoadReport:
     """Upsert the bills of one CSV file into `payments`; return what was done.
 
@@ -260,7 +308,8 @@ def load_payments_file(
 
     ``mapping_path``: a mapping YAML for another layout (None = the export layout).
     ``reject_share_max`` (share 0-1) and ``chunk_rows``: the settings
-    ``reject_share_max`` / ``load_chunk_rows`` (the CLI passes them).  Raises :class:`LoadError` (one
+    ``reject_share_max`` / ``load_chunk_rows`` (the CLI passes them).  ``encoding``:
+    the file's text encoding (CLI ``--encoding``).  Raises :class:`LoadError` (one
     line) when the file or mapping cannot be read, a needed column is missing,
     or too many rows are rejected; in every error case `payments` is unchanged.
     """
@@ -275,7 +324,7 @@ def load_payments_file(
     if not path.exists():
         raise LoadError(f"{path}: file not found")
 
-    records = _records(path)
+    records = _records(path, encoding)
     header = _header(path, records)
     try:
         converter = layout.bind(header)
@@ -360,6 +409,26 @@ def _copy_chunk(conn: Connection, path: Path, rows: list[list[Any]], table: str 
 
 # ---------------------------------------------------------------- companies
 
+# Default of settings.companies_shrink_share_max: half the companies gone at once
+# is a truncated export far more often than a real churn.
+DEFAULT_SHRINK_SHARE_MAX = 0.5
+
+
+def _check_snapshot_size(path: Path, loaded: int, previous: int, shrink_share_max: float | None) -> None:
+    """Raise LoadError for an empty snapshot, or one more than ``shrink_share_max`` smaller than ``previous`` rows."""
+    if loaded == 0:
+        raise LoadError(
+            f"{path}: no company rows to load; the previous snapshot of {previous:,} rows is kept "
+            f"(an empty export is refused)"
+        )
+    if shrink_share_max is not None and previous and (previous - loaded) / previous > shrink_share_max:
+        raise LoadError(
+            f"{path}: {loaded:,} rows would replace a snapshot of {previous:,} "
+            f"({_share(previous - loaded, previous)} fewer, more than {shrink_share_max:.0%} allowed); "
+            f"previous snapshot kept - pass --allow-shrink if the drop is real"
+        )
+
+
 
 def load_companies_file(
     engine: Engine,
@@ -368,6 +437,8 @@ def load_companies_file(
     *,
     reject_share_max: float = DEFAULT_REJECT_SHARE_MAX,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    encoding: str = "utf-8",
+    shrink_share_max: float | None = DEFAULT_SHRINK_SHARE_MAX,
 ) -> LoadReport:
     """Replace the whole `companies` snapshot with one CSV file of the company profiling export.
 
@@ -377,6 +448,10 @@ def load_companies_file(
     they are.  Bad values are rejected as for payments; over the reject share
     (settings ``reject_share_max``) -> :class:`LoadError` and the previous
     snapshot stays.  Delete and inserts run in one transaction.
+    A snapshot with no valid row is always refused, and one more than
+    ``shrink_share_max`` (share 0-1, setting ``companies_shrink_share_max``;
+    None = no limit, CLI ``--allow-shrink``) smaller than the previous one
+    too: :class:`LoadError`, previous snapshot kept.
     """
     share_max = reject_share_max
     chunk_size = chunk_rows
@@ -384,7 +459,7 @@ def load_companies_file(
     report_path = Path(rejects_path) if rejects_path is not None else default_rejects_path(path)
     if not path.exists():
         raise LoadError(f"{path}: file not found")
-    records = _records(path)
+    records = _records(path, encoding)
     header = _header(path, records)
     index = {name: i for i, name in enumerate(header)}
     cells = []
@@ -431,6 +506,7 @@ def load_companies_file(
             loaded += _copy_chunk(conn, path, chunk, "companies", columns)
         rejects.write(report_path)
         _check_threshold(path, read, rejects.rows_rejected, share_max, report_path, rejects.first)  # raises -> rollback
+        _check_snapshot_size(path, loaded, replaced, shrink_share_max)  # raises -> rollback
     report = LoadReport(
         file=path,
         table="companies",

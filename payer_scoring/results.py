@@ -2,6 +2,7 @@
 
 Writing one scoring run: COPY into a staging table, merge in one transaction
 (:func:`write_results`; the task ``tasks.scoring.write_results`` wraps it).
+Repairing: :func:`rebuild_current` (current rows from history for a chosen as-of).
 Reading: :func:`read_customer_category`, :func:`read_company_customers` and
 :func:`category_counts` (the demo and the HTTP service read through them).  The column lists are declared
 once here (:data:`RESULT_COLUMNS`, :data:`RUN_COLUMNS`); the ``sql/results/*.sql``
@@ -78,7 +79,7 @@ def results_sql(name: str) -> str:
     the HTTP service reads one per request).
 
     Placeholders: ``{columns}`` (RESULT_COLUMNS), ``{content}`` (RESULT_CONTENT),
-    ``{s_columns}`` / ``{c_content}`` / ``{excluded_content}`` / ``{h_content}``
+    ``{s_columns}`` / ``{h_columns}`` / ``{c_content}`` / ``{excluded_content}`` / ``{h_content}``
     (the same lists prefixed by a table alias), ``{set_content}``
     (``col = EXCLUDED.col`` pairs), ``{staging_columns}`` (name and type),
     ``{read_columns}`` (CUSTOMER_READ_COLUMNS) and ``{risk_order}`` (RISK_ORDER).
@@ -93,6 +94,7 @@ def results_sql(name: str) -> str:
         "{s_columns}": alias("s", RESULT_COLUMNS),
         "{c_content}": alias("c", RESULT_CONTENT),
         "{h_content}": alias("h", RESULT_CONTENT),
+        "{h_columns}": alias("h", RESULT_COLUMNS),
         "{excluded_content}": alias("EXCLUDED", RESULT_CONTENT),
         "{set_content}": ", ".join(f"{c} = EXCLUDED.{c}" for c in RESULT_CONTENT),
         "{staging_columns}": ", ".join(f"{c} {t}" for c, t in _COLUMN_TYPES.items()),
@@ -196,6 +198,45 @@ def write_results(
         seconds=round(time.perf_counter() - started, 3),
     )
     log.info("results written: %s", summary)
+    return summary
+
+
+@dataclass(frozen=True)
+class RebuildSummary:
+    """What :func:`rebuild_current` did (row counts)."""
+
+    as_of: date
+    current_removed: int
+    current_written: int
+    history_removed: int
+    newest_as_of_before: date | None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def rebuild_current(engine: Engine, as_of: date, *, lock_wait_seconds: float = 300.0) -> RebuildSummary:
+    """Repair ``customer_categories`` from history as of ``as_of``, in one transaction; return the counts.
+
+    For the operator whose current table holds a wrong as-of (e.g. a run for
+    2999-01-01 that every later daily run would keep, newest wins):
+    history rows later than ``as_of`` are deleted, then every current row is
+    replaced by the customer's latest history row on or before ``as_of``
+    (customers without one disappear from the billing view).  Takes the
+    results write lock (waits ``lock_wait_seconds``, then
+    :class:`WriteLockBusy`); on any error nothing changes.  The next daily run
+    then writes current rows as usual.  CLI: ``payer-scoring results
+    rebuild-current --as-of DATE``.
+    """
+    params = {"as_of_date": as_of}
+    with engine.connect() as conn, conn.begin():
+        _take_write_lock(conn, lock_wait_seconds)
+        newest = conn.execute(sa.text("SELECT max(as_of_date) FROM customer_categories")).scalar()
+        history_removed = conn.execute(sa.text(results_sql("rebuild_history_later")), params).rowcount
+        removed = conn.execute(sa.text(results_sql("rebuild_current_clear")), params).rowcount
+        written = conn.execute(sa.text(results_sql("rebuild_current_insert")), params).rowcount
+    summary = RebuildSummary(as_of, removed, written, history_removed, newest)
+    log.info("current categories rebuilt from history: %s", summary)
     return summary
 
 

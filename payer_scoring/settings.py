@@ -38,7 +38,10 @@ class Settings(BaseSettings):
     model_store: Path = Field(default=PROJECT_ROOT / "var" / "model-store", description="Folder holding model artifacts (runtime data, outside the code folders).")
     reject_share_max: float = Field(default=0.01, ge=0, le=1, description="Load fails when rejected rows exceed this share (0-1).")
     load_chunk_rows: int = Field(default=50_000, gt=0, description="Rows per COPY chunk when loading CSV files.")
-    horizon_days: int = Field(default=90, gt=0, description="Performance window H in days.")
+    horizon_days: int = Field(default=90, gt=0, description="Performance window H in days (scoring and evaluate refuse a value other than the champion's).")
+    as_of_max_days_after_data: int = Field(default=31, ge=0, description="An explicit as-of more than this many days after the data's last issue/payment date is refused.")
+    allow_future_as_of: bool = Field(default=False, description="Accept an as-of after tomorrow or far beyond the data (deliberate backfills and tests only; CLI --allow-future-as-of).")
+    companies_shrink_share_max: float = Field(default=0.5, ge=0, le=1, description="load companies refuses a snapshot with this share (0-1) fewer rows than the previous one, unless --allow-shrink.")
     snapshot_every_days: int = Field(default=14, gt=0, description="Days S between training snapshots.")
     # Training set and time split (models/training.py explains the split).
     training_window_days: int = Field(default=365, gt=0, description="Days of training snapshots before the holdout's embargo.")

@@ -29,7 +29,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import uuid
 import warnings
+from contextlib import contextmanager
+from functools import lru_cache
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -152,28 +155,98 @@ def _md(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- suites
-def load_suite(name: str, directory: Path = EXPECTATIONS_DIR):
-    """Return the GX ``ExpectationSuite`` in ``<directory>/<name>.json``.
+SUITE_NAMES: tuple[str, ...] = ("payments", "customer_features", "customer_scores")
 
-    Raises ``ValueError`` naming the file and expectation when an expectation
-    lacks ``meta.name``/``severity``/``risk`` or has an unknown severity.
+
+class SuiteError(ValueError):
+    """An expectation suite file that cannot be used as written; the message names the file and the expectation."""
+
+
+def load_suite(name: str, directory: Path | None = None):
+    """Return the GX ``ExpectationSuite`` in ``<directory>/<name>.json`` (default ``expectations/``), loaded strictly.
+
+    GX drops an expectation it cannot build (an unknown type, bad kwargs) with
+    a logged traceback and keeps the rest, so a broken critical check would
+    silently vanish.  Refused here, with :class:`SuiteError` (a ``ValueError``)
+    naming the file and the expectation (``#n`` counted from 0, and its meta.name):
+    unreadable file or broken JSON (line and column), no ``expectations``
+    list, an unknown expectation type, ``meta`` lacking ``name``/``severity``
+    (critical|warning)/``risk``, a meta.name used twice, or a suite whose
+    built expectation count differs from the file's.
     """
     import great_expectations as gx  # noqa: F401  (telemetry already off: payer_scoring/__init__)
     from great_expectations.core import ExpectationSuite
+    from great_expectations.expectations.registry import get_expectation_impl
 
-    path = directory / f"{name}.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
-    for i, exp in enumerate(data.get("expectations", [])):
+    path = (EXPECTATIONS_DIR if directory is None else Path(directory)) / f"{name}.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: cannot read the expectation suite ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SuiteError(f"{path} line {exc.lineno} column {exc.colno}: broken JSON ({exc.msg})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("expectations"), list) or not data["expectations"]:
+        raise SuiteError(f"{path}: expected a JSON object with a non-empty 'expectations' list")
+    names: set[str] = set()
+    for i, exp in enumerate(data["expectations"]):
+        if not isinstance(exp, dict):
+            raise SuiteError(f"{path}: expectation #{i}: expected a JSON object")
         meta = exp.get("meta") or {}
+        label = f"expectation #{i} ({meta.get('name') or exp.get('type')})"
+        try:
+            get_expectation_impl(str(exp.get("type")))
+        except Exception:  # noqa: BLE001 - GX raises ExpectationNotFoundError
+            raise SuiteError(f"{path}: {label}: unknown expectation type '{exp.get('type')}'") from None
         missing = [k for k in ("name", "severity", "risk") if not meta.get(k)]
         if missing or meta.get("severity") not in ("critical", "warning"):
-            raise ValueError(
-                f"{path}: expectation #{i} ({exp.get('type')}): meta needs name, severity (critical|warning) and risk"
-            )
-    return ExpectationSuite(**data)
+            raise SuiteError(f"{path}: {label}: meta needs name, severity (critical|warning) and risk")
+        if meta["name"] in names:
+            raise SuiteError(f"{path}: {label}: meta.name used twice")
+        names.add(meta["name"])
+    gx_logger = logging.getLogger("great_expectations")
+    level = gx_logger.level
+    gx_logger.setLevel(logging.CRITICAL)  # its traceback for a dropped expectation: we name it below instead
+    try:
+        suite = ExpectationSuite(**data)
+    except Exception as exc:  # noqa: BLE001 - pydantic/GX errors on a malformed suite: find the expectation
+        reason = str(exc).splitlines()[0]
+        for i, exp in enumerate(data["expectations"]):
+            try:
+                ExpectationSuite(name=str(data.get("name", name)), expectations=[exp])
+            except Exception as one:  # noqa: BLE001
+                lines = [line.strip() for line in str(one).splitlines() if line.strip()]
+                reason = "; ".join(lines[:3])
+                raise SuiteError(f"{path}: expectation #{i} ({exp['meta']['name']}): invalid kwargs ({reason})") from None
+        raise SuiteError(f"{path}: not a valid expectation suite ({reason})") from None
+    finally:
+        gx_logger.setLevel(level)
+    built = {(e.meta or {}).get("name") for e in suite.expectations}
+    if len(suite.expectations) != len(data["expectations"]):
+        dropped = [f"#{i} ({n})" for i, n in enumerate(e["meta"]["name"] for e in data["expectations"]) if n not in built]
+        raise SuiteError(
+            f"{path}: GX built {len(suite.expectations)} of the file's {len(data['expectations'])} expectations; "
+            f"dropped: {', '.join(dropped) or '?'} (check its type and kwargs)"
+        )
+    return suite
 
 
+def check_suites(directory: Path | None = None, names: tuple[str, ...] = SUITE_NAMES) -> dict[str, int]:
+    """Load every suite strictly (:func:`load_suite`) before a run reads anything; return {suite: expectations}.
+
+    Raises :class:`SuiteError` for the first suite that cannot be used.
+    """
+    return {name: len(load_suite(name, directory).expectations) for name in names}
+
+
+@lru_cache(maxsize=1)
 def _context():
+    """One ephemeral GX context per process (each new one creates a temporary docs folder and logs it).
+
+    Every validation adds its data source under a fresh name and deletes it
+    afterwards (:func:`_data_source`), so runs in one process never share one.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -183,6 +256,20 @@ def _context():
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
+
+
+@contextmanager
+def _data_source(add, **kwargs):
+    """Yield a data source made by ``add(name=<unique>, **kwargs)``; delete it from the shared context afterwards."""
+    name = f"ds_{uuid.uuid4().hex[:12]}"
+    source = add(name=name, **kwargs)
+    try:
+        yield source
+    finally:
+        try:
+            _context().data_sources.delete(name)
+        except Exception:  # noqa: BLE001 - cleanup only; never hide the validation's own outcome
+            log.debug("could not delete GX data source %s", name, exc_info=True)
 
 
 def _outcomes(result) -> list[ExpectationOutcome]:
@@ -243,10 +330,10 @@ def validate_payments_in_database(
     url = engine.url.render_as_string(hide_password=False)
     with warnings.catch_warnings():  # "a more specific PostgresDatasource may be more appropriate": see module doc
         warnings.simplefilter("ignore")
-        source = context.data_sources.add_sql(name="payer_scoring", connection_string=url)
-    asset = source.add_table_asset(name="payments", table_name="payments")
-    batch = asset.add_batch_definition_whole_table("all").get_batch()
-    result = batch.validate(suite, result_format=_RESULT_FORMAT, expectation_parameters=parameters)
+        with _data_source(context.data_sources.add_sql, connection_string=url) as source:
+            asset = source.add_table_asset(name="payments", table_name="payments")
+            batch = asset.add_batch_definition_whole_table("all").get_batch()
+            result = batch.validate(suite, result_format=_RESULT_FORMAT, expectation_parameters=parameters)
     report = ValidationReport(suite=suite.name, outcomes=_outcomes(result))
     if report.success:
         report.quarantined = quarantine_failing_bills(
@@ -378,9 +465,10 @@ def validate_frame(frame: pd.DataFrame, suite_name: str, parameters: dict | None
             probability_sum_error=(frame[list(PROBABILITY_COLUMNS)].sum(axis=1, skipna=False) - 1.0).abs()
         )
     context = _context()
-    asset = context.data_sources.add_pandas(name="frames").add_dataframe_asset(name=suite_name)
-    batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": data})
-    result = batch.validate(suite, result_format=_RESULT_FORMAT, expectation_parameters=parameters or {})
+    with _data_source(context.data_sources.add_pandas) as source:
+        asset = source.add_dataframe_asset(name=suite_name)
+        batch = asset.add_batch_definition_whole_dataframe("all").get_batch(batch_parameters={"dataframe": data})
+        result = batch.validate(suite, result_format=_RESULT_FORMAT, expectation_parameters=parameters or {})
     report = ValidationReport(suite=suite.name, outcomes=_outcomes(result), seconds=round(time.perf_counter() - started, 3))
     _log_report(report)
     return report.raise_on_critical()

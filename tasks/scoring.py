@@ -18,7 +18,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from models import predict, registry
+from models import predict, registry, training
 from payer_scoring import features, reports, results, validation
 from payer_scoring.db import get_engine, prepare_database
 from payer_scoring.rules import Rules
@@ -27,15 +27,27 @@ from payer_scoring.settings import Settings
 log = logging.getLogger(__name__)
 
 
-@task(name="validate_payments", cache_policy=NO_CACHE)
-def validate_payments(settings: Settings, as_of: date, flow_run_id: str, latest_plausible_date: date) -> validation.ValidationReport:
-    """:func:`payer_scoring.validation.validate_payments_in_database` (quarantines failing bills).
+@task(name="check_suites", cache_policy=NO_CACHE)
+def check_suites() -> dict[str, int]:
+    """:func:`payer_scoring.validation.check_suites`: every suite loads strictly before anything is read."""
+    return validation.check_suites()
+
+
+@task(name="resolve_as_of", cache_policy=NO_CACHE)
+def resolve_as_of(settings: Settings, as_of: date | None) -> date:
+    """:func:`models.training.resolve_as_of` (the one as-of rule; refuses a future as-of and an empty database).
 
     The run's first database step, so it also applies pending migrations
     (:func:`payer_scoring.db.prepare_database`: once per flow run, retried with it).
     """
+    return training.resolve_as_of(prepare_database(settings), as_of, settings)
+
+
+@task(name="validate_payments", cache_policy=NO_CACHE)
+def validate_payments(settings: Settings, as_of: date, flow_run_id: str, latest_plausible_date: date) -> validation.ValidationReport:
+    """:func:`payer_scoring.validation.validate_payments_in_database` (quarantines failing bills)."""
     return validation.validate_payments_in_database(
-        prepare_database(settings), as_of=as_of, flow_run_id=flow_run_id, latest_plausible_date=latest_plausible_date
+        get_engine(settings), as_of=as_of, flow_run_id=flow_run_id, latest_plausible_date=latest_plausible_date
     )
 
 
@@ -54,9 +66,15 @@ def validate_features(frame: pd.DataFrame) -> validation.ValidationReport:
 
 
 @task(name="load_champion", cache_policy=NO_CACHE)
-def load_champion(settings: Settings) -> registry.Champion:
-    """:func:`models.registry.load_champion` (sha256 checked before unpickling); NoChampionError when none."""
+def load_champion(settings: Settings, rules: Rules) -> registry.Champion:
+    """:func:`models.registry.load_champion` (sha256 checked before unpickling), then
+    :func:`models.registry.check_compatible` with the settings' horizon and ``rules``.
+
+    Raises NoChampionError when there is none, IncompatibleChampionError when
+    the horizon or rules version differs from the champion's.
+    """
     champion = registry.load_champion(get_engine(settings), store=settings.model_store)
+    registry.check_compatible(champion, horizon_days=settings.horizon_days, rules_version=rules.version)
     log.info("champion model %s", champion.version)
     return champion
 

@@ -26,7 +26,7 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 def database_url(tmp_path_factory) -> str:
     """SQLAlchemy URL of the session's throw-away database (migrated)."""
     base = Settings()
-    server_url = dbmod.resolve_database_url(base)  # starts the embedded server if needed
+    server_url = dbmod.resolve_database_url(base, create=True)  # starts the embedded server if needed
     name = f"payer_scoring_test_{os.getpid()}"
     admin_url = make_url(server_url).set(database="postgres").render_as_string(hide_password=False)
     dbmod.drop_database(admin_url, name)

@@ -43,5 +43,7 @@ DO $$
 BEGIN
     EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
     EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM api_reader', current_database());
+    -- 0009 took CONNECT from PUBLIC: the service's role gets it on this database only.
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO api_reader', current_database());
 END
 $$;

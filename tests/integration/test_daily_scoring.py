@@ -221,7 +221,9 @@ def test_unreachable_database_fails_after_its_retries_and_writes_nothing(scored_
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
     attempts = {r.name.rsplit("-", 1)[0]: r.run_count for r in runs}
-    assert attempts == {"validate_payments": 2}  # one retry, then the run stopped before any other step
+    # one retry of the first database step, then the run stopped before any other step (issue 12: the
+    # suites are loaded and the as-of resolved before validate_payments, which no longer comes first)
+    assert attempts == {"check_suites": 1, "resolve_as_of": 2}
     assert _snapshot(scored_db) == before
 
 

@@ -296,7 +296,8 @@ def test_broken_quoting_and_non_utf8_fail_with_the_line(clean_db, tmp_path):
         load_payments_file(clean_db, source, rejects_path=tmp_path / "r.csv")
     latin = tmp_path / "latin.csv"
     latin.write_bytes(",".join(PAYMENT_COLUMNS).encode() + b"\nS\xe3o Paulo\n")
-    with pytest.raises(LoadError, match=r"latin\.csv: not UTF-8 text after line \d"):
+    # issue 12: the line of the first undecodable byte (was "after line 0"), and the --encoding hint
+    with pytest.raises(LoadError, match=r"latin\.csv line 2: not utf-8 text \(bytes e3: .*--encoding latin-1"):
         load_payments_file(clean_db, latin, rejects_path=tmp_path / "r.csv")
     assert count(clean_db) == 0
 
@@ -353,7 +354,11 @@ def test_companies_quirks_load_and_each_load_replaces_the_snapshot(clean_db, tmp
     assert stored[2]["company_size"] is None
 
     smaller = write_csv(tmp_path / "company_profiling_2.csv", [company(company_id="C9")], header=COMPANY_HEADER)
-    again = load_companies_file(clean_db, smaller, rejects_path=tmp_path / "c2.rejects.csv")
+    # issue 12: 3 -> 1 rows is more than the default 50 % shrink: refused unless allowed (--allow-shrink)
+    with pytest.raises(LoadError, match=r"1 rows would replace a snapshot of 3 .*--allow-shrink"):
+        load_companies_file(clean_db, smaller, rejects_path=tmp_path / "c2.rejects.csv")
+    assert len(table(clean_db, "SELECT company_id FROM companies")) == 3
+    again = load_companies_file(clean_db, smaller, rejects_path=tmp_path / "c2.rejects.csv", shrink_share_max=None)
     assert (again.inserted, again.replaced_rows) == (1, 3)
     assert [r["company_id"] for r in table(clean_db, "SELECT company_id FROM companies")] == ["C9"]
     assert "previous snapshot of 3 rows replaced" in again.summary()
