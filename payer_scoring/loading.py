@@ -267,6 +267,22 @@ class _RejectsWriter:
             self._tmp.close()
 
 
+def check_rejects_path(target: Path) -> None:
+    """Refuse, before anything is read or loaded, a rejects-report path that can never be written.
+
+    Raises :class:`LoadError` (one line) when ``target`` is a folder or one of
+    its existing parents is a file.  Other write errors (permissions, a full
+    disk) still surface when the report is written, with the same wording.
+    """
+    if target.is_dir():
+        raise LoadError(f"cannot write the rejects report {target}: is a folder, expected a file path")
+    for parent in (target.parent, *target.parent.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise LoadError(f"cannot write the rejects report {target}: a parent of it is a file, not a folder")
+            break
+
+
 def default_rejects_path(path: Path) -> Path:
     """``<file name>.rejects.csv`` in the current folder (input folders may be read-only)."""
     return Path.cwd() / f"{Path(path).name}.rejects.csv"
@@ -317,6 +333,7 @@ def load_payments_file(
     chunk_size = chunk_rows
     path = Path(path)
     report_path = Path(rejects_path) if rejects_path is not None else default_rejects_path(path)
+    check_rejects_path(report_path)
     try:
         layout = load_mapping(Path(mapping_path)) if mapping_path is not None else export_layout()
     except MappingError as exc:
@@ -457,6 +474,7 @@ def load_companies_file(
     chunk_size = chunk_rows
     path = Path(path)
     report_path = Path(rejects_path) if rejects_path is not None else default_rejects_path(path)
+    check_rejects_path(report_path)
     if not path.exists():
         raise LoadError(f"{path}: file not found")
     records = _records(path, encoding)
