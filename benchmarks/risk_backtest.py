@@ -49,13 +49,13 @@ log = logging.getLogger("risk_backtest")
 
 def labelled_frame(engine, dates, rules, horizon_days) -> pd.DataFrame:
     """Features + window labels of every customer with a label at each date (new customers included)."""
-    from tasks.features import compute_features
-    from tasks.labels import compute_labels
+    from payer_scoring.features import extract_features
+    from payer_scoring.labels import compute_labels
 
     parts = []
     for t in dates:
         started = time.perf_counter()
-        features = compute_features(engine, t, rules, horizon_days=horizon_days)
+        features = extract_features(engine, t, rules, horizon_days=horizon_days)
         labels = compute_labels(engine, t, horizon_days, rules)
         part = features.merge(labels, on=["company_id", "customer_id"], how="inner")
         part.insert(0, "snapshot", t)
@@ -90,8 +90,8 @@ def run_backtest(engine, plan, train, holdout, rules, settings, *, kinds, flip_d
                  segmented: bool | None = None) -> dict:
     """Fit each kind, tune its rule, backtest on the holdout; monotonicity, reasons and flips for the chosen one."""
     from models.risk_backtest import backtest, flip_rates, monotonicity_violations, validation_metrics
-    from models.risk_decision import tune_decision_rule
     from models.risk_model import fit_risk_model, logistic_baseline
+    from models.risk_scorer import tune_rule
     from models.risk_reasons import contributions, top_reasons
 
     outcome = rules.risk_outcome
@@ -164,25 +164,12 @@ def run_backtest(engine, plan, train, holdout, rules, settings, *, kinds, flip_d
     return report
 
 
-def tune_rule(model, rules):
-    """The decision rule tuned on the calibration fold's customers that are not new (AUC floor: the observed category)."""
-    from models.risk_decision import tune_decision_rule
-    from models.risk_model import LINKS, link_targets
-
-    v = model.validation[model.validation["n_matured"] >= rules.min_matured_bills]
-    if len(v) < 50:
-        v = model.validation
-    y = link_targets(v["label"])[:, LINKS.index(rules.risk_outcome)]
-    observed = v["observed_category"] if (v["observed_category"] != "new").all() else None
-    return tune_decision_rule(v[["q1", "q2", "q3"]].to_numpy(), v["label"], outcome=y, observed=observed)
-
-
 def current_model_reference(train_cat, holdout, rules, outcome) -> dict:
     """The current multiclass model (models/pipeline.py) on the same holdout: AUC of its expected class, log-loss, monotonicity."""
     from models.pipeline import fit_pipeline, predict_proba_frame
     from models.risk_backtest import auc, multiclass_log_loss, ORDINAL, one_more_late_bill
     from models.risk_model import LINKS, link_targets
-    from tasks.features import FEATURE_COLUMNS
+    from payer_scoring.features import FEATURE_COLUMNS
 
     started = time.perf_counter()
     model = fit_pipeline(train_cat[FEATURE_COLUMNS], train_cat["label"])
@@ -207,12 +194,12 @@ def daily_flips(engine, as_of, n_days, model, rule, rules, settings) -> dict:
     """Categories on ``n_days`` + 1 consecutive as-of dates ending at ``as_of``; flip rates with and without hysteresis."""
     from models.risk_backtest import flip_rates
     from payer_scoring.bill_events import bill_events, mark_bill_events
-    from tasks.features import compute_features
+    from payer_scoring.features import extract_features
 
     days = []
     for offset in range(n_days, -1, -1):
         d = as_of - timedelta(days=offset)
-        f = compute_features(engine, d, rules, horizon_days=settings.horizon_days)
+        f = extract_features(engine, d, rules, horizon_days=settings.horizon_days)
         q = model.cumulative(f)
         cat = np.where(f["n_matured"].to_numpy() < rules.min_matured_bills, "new", rule.decide(q)).astype(object)
         events = bill_events(engine, d - timedelta(days=1), d, rules)
@@ -241,13 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.environ["PAYER_SCORING_DATABASE_NAME"] = args.database
 
-    from payer_scoring.db import get_engine
+    from payer_scoring.db import prepare_database
     from payer_scoring.rules import load_rules
-    from payer_scoring.settings import get_settings
+    from payer_scoring.settings import Settings
 
-    settings = get_settings()
+    settings = Settings()
     rules = load_rules(settings.rules_file)
-    engine = get_engine()
+    engine = prepare_database(settings)
     started = time.perf_counter()
     plan, train, holdout = prepare(engine, args.as_of, rules, settings, args.cache)
     log.info("frames: %d training rows (%d snapshots), %d holdout rows (%.0fs)",

@@ -2,8 +2,11 @@
 
 A run as of date T (default: today in ``PAYER_SCORING_TIMEZONE``) produces:
 
-* ``customer_categories``: the current category of every customer with a bill
-  issued by T (unless a newer as-of already wrote that customer), and
+* ``customer_categories``: the current category, class probabilities, risk
+  score and reason codes of every customer with a bill issued by T (even one
+  whose every bill was cancelled: category ``new``), unless a newer as-of
+  already wrote that customer; the category is held at the previous run's
+  unless a bill event or the hysteresis margin says otherwise; and
   ``customer_category_history`` rows for T - both written in one transaction;
 * ``quarantined_payments`` rows (this run's id) for bills failing row-level
   expectations; they are left out of the features;
@@ -33,6 +36,7 @@ from tasks.scoring import (
     load_champion,
     predict_categories,
     publish_category_distribution,
+    stabilise_categories,
     publish_run_summary,
     validate_features,
     validate_payments,
@@ -48,7 +52,7 @@ def _run_name() -> str:
 
 @flow(name="score-customers", flow_run_name=_run_name)
 def score_customers(as_of: date | None = None) -> dict:
-    """Validate -> features as of ``as_of`` -> validate -> champion -> predict -> validate -> write.
+    """Validate -> features as of ``as_of`` -> validate -> champion -> predict -> hysteresis -> validate -> write.
 
     Returns the run summary (customers scored, quarantined bills, model
     version, step durations).  Raises ``ValidationFailed``, ``NoChampionError``,
@@ -68,6 +72,7 @@ def score_customers(as_of: date | None = None) -> dict:
         checks.add(clock.run(validate_features, features))
         champion = clock.run(load_champion.with_options(**db), settings)
         scores = clock.run(predict_categories, settings, champion, features, rules)
+        scores = clock.run(stabilise_categories.with_options(**db), settings, scores, as_of, rules, champion)
         checks.add(clock.run(validate_scores, scores, len(features)))
 
     written = clock.run(write_results.with_options(**db), settings, scores, as_of, champion.version, run_id)

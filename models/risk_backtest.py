@@ -117,17 +117,20 @@ def backtest(
     model: RiskModel,
     rule: DecisionRule,
     holdout: pd.DataFrame,
-    train: pd.DataFrame,
+    train: pd.DataFrame | None,
     rules: Rules,
     outcome: str,
     *,
     logistic=None,
+    stats: dict | None = None,
 ) -> dict:
     """Metrics of the module docstring for ``model`` + ``rule`` on ``holdout`` (labelled snapshot rows).
 
     ``train``: the training rows (baselines are fitted on its customers not
     ``new``); ``logistic``: a fitted :func:`models.risk_model.logistic_baseline`
-    (None: fitted here on ``train``).
+    (None: fitted here on ``train``).  With ``train`` None the logistic
+    baseline is left out (None) and the transition baseline uses ``stats``
+    (:func:`models.evaluation.baseline_statistics`; None: left out too).
     """
     from models.risk_model import logistic_baseline
 
@@ -141,10 +144,11 @@ def backtest(
     predicted = rule.decide(qc)
     observed = h["observed_category"].to_numpy(dtype=object)
     proba = model.class_proba(h).to_numpy()
-    train_cat = train[train["n_matured"] >= rules.min_matured_bills]
-    stats = baseline_statistics(train_cat["observed_category"], train_cat["label"])
-    if logistic is None:
-        logistic = logistic_baseline(train_cat)
+    if train is not None:
+        train_cat = train[train["n_matured"] >= rules.min_matured_bills]
+        stats = baseline_statistics(train_cat["observed_category"], train_cat["label"])
+        if logistic is None:
+            logistic = logistic_baseline(train_cat)
     argmax = np.asarray(CLASSES, dtype=object)[proba.argmax(axis=1)] if len(proba) else np.array([], dtype=object)
     expected = proba @ np.arange(len(CLASSES))
     return {
@@ -169,12 +173,20 @@ def backtest(
         "label_counts": {c: int((h["label"] == c).sum()) for c in CLASSES},
         "log_loss": {
             "model": multiclass_log_loss(h["label"], proba),
-            "transition": multiclass_log_loss(h["label"], transition_proba(h["observed_category"], stats)),
-            "logistic": multiclass_log_loss(h["label"], logistic.predict_class_proba(h)) if len(h) else float("nan"),
+            "transition": multiclass_log_loss(h["label"], transition_proba(h["observed_category"], stats))
+            if stats is not None else None,
+            "logistic": multiclass_log_loss(h["label"], logistic.predict_class_proba(h))
+            if logistic is not None and len(h) else None,
         },
         "cutoffs": list(rule.cutoffs),
         "validation_macro_f1": rule.validation_macro_f1,
     }
+
+
+def outcome_rate_by_observed(stats: dict, outcome: str) -> dict:
+    """{observed category: P(label above ``outcome``'s threshold)} from a training transition table (baseline_statistics)."""
+    k = LINKS.index(outcome)
+    return {o: float(sum(row[c] for c in CLASSES[k + 1:])) for o, row in stats["transition"].items()}
 
 
 def validation_metrics(model: RiskModel, outcome: str) -> dict:
@@ -280,3 +292,56 @@ def flip_rates(days: list[pd.DataFrame], cutoffs, margin: float) -> dict:
     summary["days"] = len(days) - 1
     summary["per_day"] = rows
     return summary
+
+
+def scored_backtest(
+    scored: pd.DataFrame, labels: pd.DataFrame, rules: Rules, outcome: str | None = None, observed_rate: dict | None = None
+) -> dict:
+    """Backtest of one past scoring run: what was published at T against what customers did in (T, T + H].
+
+    ``scored``: the history rows of the run (company_id, customer_id,
+    category, observed_category, risk_score (may be NULL on rows of the old
+    model), model_version); ``labels``: :func:`payer_scoring.labels.compute_labels`
+    at T.  Customers without a bill maturing in the window have no outcome and
+    are left out.  Returns n_scored, n_with_outcome, the outcome rate, and for
+    customers not ``new``: ``risk`` (:func:`score_metrics` of the risk score),
+    ``observed`` (the same metrics for the observed category turned into a
+    probability by ``observed_rate``, {category: outcome rate}, e.g. the
+    champion's training transition table; None: AUC only), ``observed_auc``
+    and ``category_auc`` (each category as an ordinal score), bad rate per
+    published and per observed category, macro-F1 of the published and of the
+    observed category against the label; ``risk_all`` covers every customer
+    with an outcome (``new`` ones included).
+    """
+    outcome = outcome or rules.risk_outcome
+    k = LINKS.index(outcome)
+    joined = scored.merge(labels[["company_id", "customer_id", "label"]], on=["company_id", "customer_id"], how="inner")
+    judged = joined[(joined["category"] != "new") & (joined["observed_category"] != "new")]
+    y = link_targets(judged["label"])[:, k] if len(judged) else np.zeros(0, dtype=int)
+    y_all = link_targets(joined["label"])[:, k] if len(joined) else np.zeros(0, dtype=int)
+    has_risk = judged["risk_score"].notna().to_numpy() if "risk_score" in judged else np.zeros(len(judged), dtype=bool)
+    has_risk_all = joined["risk_score"].notna().to_numpy() if "risk_score" in joined else np.zeros(len(joined), dtype=bool)
+    category = judged["category"].to_numpy(dtype=object)
+    observed = judged["observed_category"].to_numpy(dtype=object)
+    versions = scored["model_version"].value_counts() if "model_version" in scored else pd.Series(dtype=int)
+    return {
+        "outcome": outcome,
+        "model_version": str(versions.index[0]) if len(versions) else None,
+        "n_scored": int(len(scored)),
+        "n_with_outcome": int(len(joined)),
+        "n_judged": int(len(judged)),
+        "outcome_rate": float(y.mean()) if len(y) else None,
+        "risk": score_metrics(y[has_risk], judged["risk_score"].to_numpy(dtype=float)[has_risk]) if has_risk.any() else None,
+        "risk_all": score_metrics(y_all[has_risk_all], joined["risk_score"].to_numpy(dtype=float)[has_risk_all])
+        if has_risk_all.any() else None,
+        "observed": score_metrics(y, np.array([observed_rate[c] for c in observed], dtype=float))
+        if observed_rate and len(y) else None,
+        "observed_auc": auc(y, np.array([ORDINAL[c] for c in observed])) if len(y) else None,
+        "category_auc": auc(y, np.array([ORDINAL[c] for c in category])) if len(y) else None,
+        "bad_rate_category": rate_by(category, y),
+        "bad_rate_observed": rate_by(observed, y),
+        "macro_f1": {
+            "category": macro_f1(judged["label"], category) if len(judged) else None,
+            "observed": macro_f1(judged["label"], observed) if len(judged) else None,
+        },
+    }

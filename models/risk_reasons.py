@@ -75,7 +75,7 @@ REASONS: dict[str, tuple[tuple[str, ...], str, str]] = {
     "COMPANY_LATE_SHARE_HIGH": (
         ("company_late_share", "company_is_churn_risk", "company_is_key_account", "company_n_customers"),
         "Carteira da empresa com muitos atrasos",
-        "The company's customers pay late often",
+        "Customers of the same company often pay late",
     ),
     "SHORT_HISTORY": (
         ("tenure_days", "n_bills", "n_matured_bills", "n_matured_90d"),
