@@ -268,7 +268,7 @@ def read_customer_category(engine: Engine, company_id: str, customer_id: str) ->
 
 
 def read_previous_categories(engine: Engine, as_of: date) -> tuple[date | None, pd.DataFrame]:
-    """The latest scoring date before ``as_of`` in the history and its rows (company_id, customer_id, category).
+    """The latest scoring date before ``as_of`` in the history and its rows (company_id, customer_id, category, model_version).
 
     The hysteresis of the daily run compares with it; read from the history
     (not the current table) so that a rerun for the same ``as_of`` sees the
@@ -279,7 +279,7 @@ def read_previous_categories(engine: Engine, as_of: date) -> tuple[date | None, 
             sa.text("SELECT max(as_of_date) FROM customer_category_history WHERE as_of_date < :as_of"), {"as_of": as_of}
         ).scalar()
         if previous is None:
-            return None, pd.DataFrame(columns=["company_id", "customer_id", "category"])
+            return None, pd.DataFrame(columns=["company_id", "customer_id", "category", "model_version"])
         frame = pd.read_sql(
             sa.text(read_sql("results/previous_categories")), conn, params={"as_of_date": previous}
         )

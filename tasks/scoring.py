@@ -70,12 +70,17 @@ def predict_categories(settings: Settings, champion: registry.Champion, frame: p
 
 @task(name="stabilise_categories", cache_policy=NO_CACHE)
 def stabilise_categories(settings: Settings, scores: pd.DataFrame, as_of: date, rules: Rules, champion: registry.Champion) -> pd.DataFrame:
-    """:func:`models.predict.stabilise_categories` against the previous scoring run and the bill events since it."""
+    """:func:`models.predict.stabilise_categories` against the previous scoring run and the bill events since it.
+
+    Only categories the same champion published are held (after a promotion the new model's categories apply at once).
+    """
     rule = getattr(champion.model, "rule", None)
     if rule is None:  # a multiclass model registered before issue 11: no hysteresis
         return predict.stabilise_categories(scores, scores.iloc[0:0], scores.iloc[0:0], None, rules.hysteresis_margin)
     engine = get_engine(settings)
     previous_date, previous = results.read_previous_categories(engine, as_of)
+    # a category published by another model is not held: a new champion is a deliberate change
+    previous = previous[previous["model_version"] == champion.version]
     events = bill_events.bill_events(engine, previous_date, as_of, rules) if previous_date is not None else None
     out = predict.stabilise_categories(scores, previous, events, rule.cutoffs, rules.hysteresis_margin)
     log.info(
