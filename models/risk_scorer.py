@@ -135,7 +135,11 @@ def fit_risk_scorer(frame: pd.DataFrame, rules: Rules, *, kinds=("hgb", "logisti
             }
     if not fitted:
         raise ValueError("; ".join(f"{k}: {v}" for k, v in errors.items()))
-    chosen = min(fitted, key=lambda k: (round(selection[k]["validation"]["brier"], 4), -selection[k]["validation"]["auc"]))
+    def key(kind):
+        v = selection[kind]["validation"]
+        return (round(float(np.nan_to_num(v["brier"], nan=1.0)), 4), -float(np.nan_to_num(v["auc"], nan=0.5)))
+
+    chosen = min(fitted, key=key)
     model, rule = fitted[chosen]
     return RiskScorer(
         model=model, rule=rule, outcome=rules.risk_outcome, min_matured_bills=rules.min_matured_bills,
