@@ -183,6 +183,19 @@ def backtest(
     }
 
 
+def json_safe(value):
+    """``value`` with every NaN or infinite float replaced by None (jsonb refuses NaN), numpy scalars as Python ones."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
 def outcome_rate_by_observed(stats: dict, outcome: str) -> dict:
     """{observed category: P(label above ``outcome``'s threshold)} from a training transition table (baseline_statistics)."""
     k = LINKS.index(outcome)

@@ -25,6 +25,7 @@ from models.risk_backtest import validation_metrics
 from models.risk_decision import DecisionRule, tune_decision_rule
 from models.risk_model import LINKS, RISK_FEATURES, fit_risk_model, link_targets
 from models.risk_reasons import contributions, top_reasons
+from payer_scoring.features import FEATURE_COLUMNS
 from payer_scoring.rules import CLASSES, Rules
 
 SCORE_COLUMNS: list[str] = [*(f"p_{c}" for c in CLASSES), "risk_score", "q1", "q2", "q3", "category", "reason_codes"]
@@ -50,12 +51,17 @@ class RiskScorer:
 
     @property
     def feature_columns(self) -> list[str]:
-        return list(RISK_FEATURES)
+        """The input columns: every feature of the query (the chain reads :data:`RISK_FEATURES` of them by name).
+
+        The whole feature row, so the drift check and the reference sample cover
+        every feature whatever the chain uses (``late_share_trend`` is not a chain input).
+        """
+        return list(FEATURE_COLUMNS)
 
     def _frame(self, x) -> pd.DataFrame:
         if isinstance(x, pd.DataFrame):
             return x
-        return pd.DataFrame(np.asarray(x, dtype=float), columns=RISK_FEATURES)
+        return pd.DataFrame(np.asarray(x, dtype=float), columns=FEATURE_COLUMNS)
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities (n x 4, ``CLASSES`` order) of a matrix or frame in ``feature_columns`` order."""

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from models.evaluation import baseline_statistics, compare_on_holdout
 from models.pipeline import predict_proba_frame
 from models.risk_backtest import backtest as risk_backtest
+from models.risk_backtest import json_safe
 from models.risk_scorer import fit_risk_scorer
 from models.registry import RegistryEntry, load_champion, register_model
 from payer_scoring.rules import CLASSES, Rules, load_rules
@@ -267,13 +268,13 @@ def train(
     stats = baseline_statistics(judged_train["observed_category"], judged_train["label"])
     report = holdout_report(model, judged_holdout, stats, settings)
     started = time.perf_counter()
-    report["risk"] = risk_backtest(model.model, model.rule, holdout, train_set, rules, model.outcome)
+    report["risk"] = json_safe(risk_backtest(model.model, model.rule, holdout, train_set, rules, model.outcome))
     timings["backtest"] = round(time.perf_counter() - started, 1)
     report["holdout_as_of"] = plan.holdout[-1].isoformat()
     metadata = {
         "model_type": f"RiskScorer (ordinal chain: {model.kind})",
         "risk_kind": model.kind,
-        "risk_selection": model.selection,
+        "risk_selection": json_safe(model.selection),
         "risk_outcome": model.outcome,
         "decision_cutoffs": list(model.rule.cutoffs),
         "classes": list(CLASSES),
@@ -370,7 +371,7 @@ def evaluate(
     report = holdout_report(champion.model, judged, stats, settings)
     if hasattr(champion.model, "score"):
         scorer = champion.model
-        report["risk"] = risk_backtest(scorer.model, scorer.rule, holdout, None, rules, scorer.outcome, stats=stats)
+        report["risk"] = json_safe(risk_backtest(scorer.model, scorer.rule, holdout, None, rules, scorer.outcome, stats=stats))
     training_end = date.fromisoformat(str(champion.metadata["training_end"]))
     return {
         "model_version": champion.version,

@@ -171,11 +171,12 @@ def test_a_few_negative_bills_are_quarantined_and_left_out(scored_db):
                 {"r": run_id},
             ).all()
             scored = conn.execute(
-                sa.text("SELECT count(*) FROM customer_categories WHERE customer_id = 'quarantine-me'")
-            ).scalar_one()
+                sa.text("SELECT category, observed_category FROM customer_categories WHERE customer_id = 'quarantine-me'")
+            ).all()
         assert [q.payment_number for q in quarantined] == ["quarantine-me-1", "quarantine-me-2", "quarantine-me-3"]
         assert all(q.reason.startswith("billing_amount_not_negative") and q.as_of_date == AS_OF for q in quarantined)
-        assert scored == 0
+        # issue 11: every customer with a bill gets a row; with every bill left out the customer is `new`
+        assert [tuple(r) for r in scored] == [("new", "new")]
         assert state.result()["quarantined_bills"] == 3
         assert "billing_amount_not_negative" in _artifacts(run_id)["validation-summary"]
     finally:
