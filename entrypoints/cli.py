@@ -397,6 +397,7 @@ def evaluate(
             **headline,
             "beats_persistence": report["beats_persistence"],
             "holdout_after_training": report["holdout_after_training"],
+            "risk": _risk_headline(report.get("risk")),
         }
     )
     if not report["holdout_after_training"]:
@@ -405,6 +406,42 @@ def evaluate(
             f"these figures are optimistic (evaluate at a later --as-of for an honest holdout)",
             err=True,
         )
+
+
+def _risk_headline(risk):
+    from models.training import risk_headline
+
+    return risk_headline(risk)
+
+
+@app.command()
+def backtest(
+    from_: Annotated[Optional[str], typer.Option("--from", help="First scoring date to backtest, YYYY-MM-DD. Default: the first in the history.")] = None,
+    to: Annotated[Optional[str], typer.Option("--to", help="Last scoring date, YYYY-MM-DD. Default and cap: the as-of date minus the horizon.")] = None,
+    as_of: Annotated[Optional[str], typer.Option("--as-of", help="Outcomes known as of this date. Default: today, capped at the data's last date.")] = None,
+) -> None:
+    """Backtest past scoring runs whose window has matured: published risk score and categories vs realized outcomes."""
+    from models.monitoring import backtest_scoring_runs, backtest_table_rows
+    from models.training import resolve_as_of
+    from payer_scoring.rules import load_rules
+
+    first = _parse_date(from_, "--from")
+    last = _parse_date(to, "--to")
+    when = _parse_date(as_of, "--as-of")
+
+    def run():
+        settings = _settings()
+        engine = _engine()
+        day = resolve_as_of(engine, when, settings)
+        reports = backtest_scoring_runs(engine, day, settings, load_rules(settings.rules_file), first=first, last=last)
+        if not reports:
+            raise UserError(
+                f"no scoring run to backtest between {first or 'the first'} and "
+                f"{min(last, day) if last else day} minus {settings.horizon_days} days (run `payer-scoring score` first)"
+            )
+        return {"as_of": day.isoformat(), "horizon_days": settings.horizon_days, "runs": backtest_table_rows(reports)}
+
+    _print_json(_run(_model_errors(run)))
 
 
 # ---------------------------------------------------------------- score

@@ -3,8 +3,11 @@
 A run as of date T (default: today in ``PAYER_SCORING_TIMEZONE``, capped at the
 data's last date: :mod:`payer_scoring.asof`) produces:
 
-* ``customer_categories``: the current category of every customer with a bill
-  issued by T (unless a newer as-of already wrote that customer), and
+* ``customer_categories``: the current category, class probabilities, risk
+  score and reason codes of every customer with a bill issued by T (even one
+  whose every bill was cancelled: category ``new``), unless a newer as-of
+  already wrote that customer; the category is held at the previous run's
+  unless a bill event or the hysteresis margin says otherwise; and
   ``customer_category_history`` rows for T - both written in one transaction;
 * ``quarantined_payments`` rows (this run's id) for bills failing row-level
   expectations; they are left out of the features;
@@ -40,6 +43,7 @@ from tasks.scoring import (
     load_champion,
     predict_categories,
     publish_category_distribution,
+    stabilise_categories,
     publish_run_summary,
     resolve_as_of,
     validate_features,
@@ -56,7 +60,7 @@ def _run_name() -> str:
 
 @flow(name="score-customers", flow_run_name=_run_name)
 def score_customers(as_of: date | None = None) -> dict:
-    """Suites, as-of, champion -> validate -> features as of ``as_of`` -> validate -> predict -> validate -> write.
+    """Suites, as-of, champion -> validate -> features as of ``as_of`` -> validate -> predict -> hysteresis -> validate -> write.
 
     Returns the run summary (customers scored, quarantined bills, model
     version, step durations).  Raises ``SuiteError``, ``AsOfError``,
@@ -82,6 +86,7 @@ def score_customers(as_of: date | None = None) -> dict:
         logger.info("read features of %d customers as of %s", len(features), as_of)
         checks.add(clock.run(validate_features, features))
         scores = clock.run(predict_categories, settings, champion, features, rules)
+        scores = clock.run(stabilise_categories.with_options(**db), settings, scores, as_of, rules, champion)
         checks.add(clock.run(validate_scores, scores, len(features)))
         logger.info("validated features and scores: %d warnings in total", checks.warnings)
 

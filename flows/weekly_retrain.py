@@ -4,11 +4,16 @@ A run produces:
 
 * one ``drift_reports`` row: per-feature PSI and KS of the current population
   against the champion's reference sample, the predicted-category shift, the
-  realized-vs-holdout macro-F1 of matured predictions, the triggers that
+  realized-vs-holdout macro-F1 and risk-score AUC / Brier of matured
+  predictions, the triggers that
   fired, the decision (``no_retrain`` / ``promoted`` / ``rejected`` /
   ``failed``) with its reason, and both models' holdout metrics;
-* three Prefect artifacts: ``drift-table``, ``retrain-decision`` (markdown)
-  and ``champion-vs-challenger`` (when a challenger was trained);
+* ``backtest_reports`` rows: every scoring run of the last 3 horizons whose
+  window has matured, against what its customers did (risk-score and
+  observed-category AUC, Brier, ECE, bad rate per category, macro-F1);
+* four Prefect artifacts: ``backtest`` (table), ``drift-table``,
+  ``retrain-decision`` (markdown) and ``champion-vs-challenger`` (when a
+  challenger was trained);
 * when a trigger fired: a challenger trained on the latest window and judged
   against the champion on the same latest matured holdout; it becomes the
   champion (the old one archived, one transaction) only when it is not worse
@@ -33,11 +38,13 @@ from payer_scoring.rules import load_rules
 from payer_scoring.settings import Settings
 from tasks.retraining import (
     apply_promotion,
+    backtest_scoring_runs,
     decide_retrain,
     evaluate_on_latest_holdout,
     find_champion,
     measure_drift,
     measure_performance_decay,
+    publish_backtest,
     publish_retrain_artifacts,
     resolve_as_of,
     train,
@@ -74,6 +81,8 @@ def retrain_on_drift(force: bool = False, as_of: date | None = None) -> dict:
 
     champion = find_champion.with_options(**db)(settings)
     measured = measure_drift.with_options(**db)(settings, as_of, champion, rules)
+    backtests = backtest_scoring_runs.with_options(**db)(settings, as_of, rules, str(flow_run.id))
+    publish_backtest(backtests, as_of)
     decay = measure_performance_decay.with_options(**db)(settings, as_of, rules)
     logger.info(
         "read: champion %s, %s reference / %s current customers, %s matured predictions",

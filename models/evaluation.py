@@ -43,13 +43,21 @@ def _log_loss(y: np.ndarray, p: np.ndarray) -> float:
     return float(-np.log(picked).mean())
 
 
-def classification_metrics(y_true: pd.Series | np.ndarray, proba: np.ndarray | pd.DataFrame) -> dict:
-    """Metrics of class probabilities ``proba`` (n x 4, ``CLASSES`` order) against true class names."""
+def classification_metrics(
+    y_true: pd.Series | np.ndarray, proba: np.ndarray | pd.DataFrame, y_pred: pd.Series | np.ndarray | None = None
+) -> dict:
+    """Metrics of class probabilities ``proba`` (n x 4, ``CLASSES`` order) against true class names.
+
+    ``y_pred``: the published class per row (a decision rule's); None: the argmax of ``proba``.
+    """
     y = np.asarray(y_true, dtype=object)
     p = np.clip(np.asarray(proba, dtype=float), PROBABILITY_FLOOR, 1.0)
     p = p / p.sum(axis=1, keepdims=True)
     labels = list(CLASSES)
-    y_pred = np.asarray(labels, dtype=object)[p.argmax(axis=1)]
+    if y_pred is None:
+        y_pred = np.asarray(labels, dtype=object)[p.argmax(axis=1)]
+    else:
+        y_pred = np.asarray(y_pred, dtype=object)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a class absent from the holdout
         recalls = recall_score(y, y_pred, labels=labels, average=None, zero_division=0)
@@ -105,14 +113,19 @@ def majority_proba(n: int, stats: dict) -> np.ndarray:
     return np.tile(prior, (n, 1))
 
 
-def compare_on_holdout(y_true: pd.Series, model_proba: np.ndarray, observed: pd.Series, stats: dict) -> dict:
+def compare_on_holdout(
+    y_true: pd.Series, model_proba: np.ndarray, observed: pd.Series, stats: dict, model_categories=None
+) -> dict:
     """Metrics of the model and of the baselines on the same rows, plus the model's margins.
+
+    ``model_categories``: the model's published class per row (its decision
+    rule); None: the argmax of ``model_proba``.
 
     ``margin`` holds macro_f1 (model minus persistence, > 0 is better) and
     log_loss (persistence minus model, > 0 is better).
     """
     report = {
-        "model": classification_metrics(y_true, model_proba),
+        "model": classification_metrics(y_true, model_proba, model_categories),
         "persistence": classification_metrics(y_true, persistence_proba(observed, stats)),
         "persistence_transition": classification_metrics(y_true, transition_proba(observed, stats)),
         "majority": classification_metrics(y_true, majority_proba(len(y_true), stats)),

@@ -35,12 +35,15 @@ from sqlalchemy.engine import Engine
 
 from models.evaluation import classification_metrics
 from models.pipeline import predict_proba_frame
+from models.risk_backtest import outcome_rate_by_observed, score_metrics, scored_backtest
+from models.risk_model import LINKS, link_targets
 from models import registry
 from models.registry import load_reference_sample, to_json
 from models.training import TrainingError, build_training_set, data_bounds, plan_snapshots
 from payer_scoring import drift
 from payer_scoring.features import extract_features
 from payer_scoring.labels import compute_labels
+from payer_scoring import results
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +122,7 @@ def measure_performance_decay(engine: Engine, as_of: date, settings, rules) -> d
             return drift.PerformanceDecay(note=f"no scoring run on or before {cutoff} (as-of minus {horizon} days)")
         predictions = pd.read_sql(
             sa.text(
-                "SELECT company_id, customer_id, category, model_version FROM customer_category_history"
+                "SELECT company_id, customer_id, category, risk_score, model_version FROM customer_category_history"
                 " WHERE as_of_date = :d AND category <> 'new'"
             ),
             conn,
@@ -145,6 +148,17 @@ def measure_performance_decay(engine: Engine, as_of: date, settings, rules) -> d
         decay.expected_macro_f1 = float(metrics["model"]["macro_f1"])
     else:
         decay.note = f"model {version} has no holdout macro-F1 in model_registry"
+    # the risk score (issue 11): realized AUC and Brier of the published risk score
+    # against the model's holdout figures
+    risky = joined[joined["risk_score"].notna()]
+    expected_risk = ((metrics or {}).get("risk") or {}).get("risk") or {}
+    if len(risky) and expected_risk:
+        y = link_targets(risky["label"])[:, LINKS.index(rules.risk_outcome)]
+        realized = score_metrics(y, risky["risk_score"].to_numpy(dtype=float))
+        decay.realized_risk_auc = _finite(realized["auc"])
+        decay.realized_risk_brier = _finite(realized["brier"])
+        decay.expected_risk_auc = _finite(expected_risk.get("auc"))
+        decay.expected_risk_brier = _finite(expected_risk.get("brier"))
     return decay
 
 
@@ -182,11 +196,91 @@ def evaluate_on_latest_holdout(
     if holdout.empty:
         raise TrainingError(f"as of {as_of}: no labelled customers in the holdout snapshot(s) {list(holdout_dates)}")
     out: dict = {"holdout_as_of": [d.isoformat() for d in holdout_dates], "n": int(len(holdout))}
+    k = LINKS.index(rules.risk_outcome)
+    y = link_targets(holdout["label"])[:, k]
     for role, model in models.items():
         proba = predict_proba_frame(model.model, holdout[model.feature_columns], threads=settings.model_threads).to_numpy()
-        metrics = classification_metrics(holdout["label"], proba)
+        categories = None
+        if hasattr(model.model, "score"):
+            scored = model.model.score(holdout, reasons=False, threads=settings.model_threads)
+            categories = scored["category"].to_numpy()
+            risk = scored["risk_score"].to_numpy(dtype=float)
+        else:  # a multiclass model: P(class above the outcome's threshold)
+            risk = proba[:, k + 1:].sum(axis=1)
+        metrics = classification_metrics(holdout["label"], proba, categories)
+        risk_metrics = score_metrics(y, risk)
+        metrics |= {"risk_auc": risk_metrics["auc"], "risk_brier": risk_metrics["brier"], "risk_ece": risk_metrics["ece"]}
         out[role] = {"version": model.version, **metrics}
     return out
+
+
+# ---------------------------------------------------------------- backtest of past scoring runs
+def backtest_scoring_runs(
+    engine: Engine,
+    as_of: date,
+    settings,
+    rules,
+    *,
+    first: date | None = None,
+    last: date | None = None,
+    flow_run_id: str | None = None,
+) -> list[dict]:
+    """Backtest every past scoring run in [first, last] whose window has matured by ``as_of``; write ``backtest_reports``.
+
+    A run of date T is backtested when T + H <= ``as_of`` (H =
+    ``settings.horizon_days``): what was published at T
+    (``customer_category_history``) against the labels of (T, T + H]
+    (:func:`models.risk_backtest.scored_backtest`).  The observed category is
+    turned into a probability by the publishing model's training transition
+    table (its ``baseline_statistics``), so it gets a Brier score and an ECE
+    too.  One row per date is upserted into ``backtest_reports``.  Returns the
+    reports, oldest first (each with ``as_of_date``).
+    """
+    matured = as_of - timedelta(days=settings.horizon_days)
+    last = min(last, matured) if last else matured
+    reports = []
+    stats_of: dict[str, dict | None] = {}
+    for day in results.scoring_dates(engine, first, last):
+        scored = results.read_scored_history(engine, day)
+        labels = compute_labels(engine, day, settings.horizon_days, rules)
+        version = scored["model_version"].value_counts().index[0] if len(scored) else None
+        if version not in stats_of:
+            with engine.connect() as conn:
+                meta = conn.execute(sa.text("SELECT metadata FROM model_registry WHERE version = :v"), {"v": version}).scalar()
+            stats_of[version] = (meta or {}).get("baseline_statistics")
+        stats = stats_of[version]
+        rate = outcome_rate_by_observed(stats, rules.risk_outcome) if stats else None
+        report = scored_backtest(scored, labels, rules, rules.risk_outcome, observed_rate=rate)
+        report["as_of_date"] = day
+        results.write_backtest_report(engine, report, horizon_days=settings.horizon_days, flow_run_id=flow_run_id)
+        reports.append(report)
+        log.info("backtest of the run of %s: %s", day, {k: report[k] for k in ("n_with_outcome", "observed_auc", "category_auc")})
+    return reports
+
+
+def backtest_table_rows(reports: list[dict]) -> list[dict]:
+    """One row per backtested date for the ``backtest`` table artifact (figures rounded to 3 decimals)."""
+    def r(value):
+        return None if value is None or (isinstance(value, float) and not math.isfinite(value)) else round(float(value), 3)
+
+    rows = []
+    for rep in reports:
+        risk = rep.get("risk") or {}
+        observed = rep.get("observed") or {}
+        rows.append({
+            "as_of": str(rep["as_of_date"]),
+            "model": rep.get("model_version"),
+            "with outcome": rep["n_with_outcome"],
+            "risk AUC": r(risk.get("auc")),
+            "observed AUC": r(rep.get("observed_auc")),
+            "category AUC": r(rep.get("category_auc")),
+            "risk Brier": r(risk.get("brier")),
+            "observed Brier": r(observed.get("brier")),
+            "risk ECE": r(risk.get("ece")),
+            "macro-F1 category": r((rep.get("macro_f1") or {}).get("category")),
+            "macro-F1 observed": r((rep.get("macro_f1") or {}).get("observed")),
+        })
+    return rows
 
 
 def apply_promotion(engine: Engine, version: str, promote: bool) -> None:
@@ -205,6 +299,8 @@ def retrain_policy(settings) -> drift.RetrainPolicy:
         key_features=settings.key_features(),
         key_feature_psi=settings.drift_key_feature_psi,
         f1_drop=settings.retrain_f1_drop,
+        auc_drop=settings.retrain_auc_drop,
+        brier_increase=settings.retrain_brier_increase,
         max_champion_age_days=settings.retrain_max_champion_age_days,
         exempt_features=settings.exempt_features(),
     )
@@ -213,7 +309,10 @@ def retrain_policy(settings) -> drift.RetrainPolicy:
 def promotion_rule(settings) -> drift.PromotionRule:
     """Promotion margins from the settings (``PAYER_SCORING_PROMOTE_*``)."""
     return drift.PromotionRule(
-        max_f1_drop=settings.promote_max_f1_drop, max_log_loss_increase=settings.promote_max_log_loss_increase
+        max_f1_drop=settings.promote_max_f1_drop,
+        max_log_loss_increase=settings.promote_max_log_loss_increase,
+        max_auc_drop=settings.promote_max_auc_drop,
+        max_brier_increase=settings.promote_max_brier_increase,
     )
 
 
@@ -322,7 +421,7 @@ def drift_table_rows(table: pd.DataFrame) -> list[dict]:
     return rows
 
 
-METRIC_ROWS = ("macro_f1", "log_loss", "balanced_accuracy", "accuracy", "n")
+METRIC_ROWS = ("macro_f1", "log_loss", "balanced_accuracy", "accuracy", "risk_auc", "risk_brier", "risk_ece", "n")
 
 
 def metrics_table_rows(champion: dict | None, challenger: dict | None) -> list[dict]:

@@ -35,7 +35,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from models.evaluation import baseline_statistics, compare_on_holdout
-from models.pipeline import CLASS_WEIGHT_POWER, fit_pipeline, predict_proba_frame
+from models.pipeline import predict_proba_frame
+from models.risk_backtest import backtest as risk_backtest
+from models.risk_backtest import json_safe
+from models.risk_scorer import fit_risk_scorer
 from models.registry import RegistryEntry, check_compatible, load_champion, register_model
 from payer_scoring import asof
 from payer_scoring.db import require_payments
@@ -117,26 +120,35 @@ def plan_snapshots(
     return SnapshotPlan(as_of=as_of, train=sorted(train), holdout=sorted(holdout))
 
 
-def labelled_snapshot(engine: Engine, as_of: date, rules: Rules, horizon_days: int) -> pd.DataFrame:
+def labelled_snapshot(
+    engine: Engine, as_of: date, rules: Rules, horizon_days: int, *, include_new: bool = False
+) -> pd.DataFrame:
     """Features at ``as_of`` joined with the window label, for customers not ``new`` at ``as_of``.
 
-    Columns: snapshot, company_id, customer_id, n_matured, observed_category,
-    FEATURE_COLUMNS, n_window, label.  Only rows with a label.
+    ``include_new``: keep the ``new`` customers too (the risk model is trained
+    on them so they get a risk score).  Columns: snapshot, company_id,
+    customer_id, n_matured, observed_category, FEATURE_COLUMNS, n_window,
+    n_window_late, label.  Only rows with a label.
     """
     features = extract_features(engine, as_of, rules, horizon_days=horizon_days)
-    features = features[features["n_matured"] >= rules.min_matured_bills]
+    if not include_new:
+        features = features[features["n_matured"] >= rules.min_matured_bills]
     labels = compute_labels(engine, as_of, horizon_days, rules)
-    frame = features.merge(labels[["company_id", "customer_id", "n_window", "label"]], on=["company_id", "customer_id"], how="inner")
+    frame = features.merge(
+        labels[["company_id", "customer_id", "n_window", "n_window_late", "label"]], on=["company_id", "customer_id"], how="inner"
+    )
     frame.insert(0, "snapshot", as_of)
     return frame
 
 
-def build_training_set(engine: Engine, dates: list[date], rules: Rules, horizon_days: int) -> pd.DataFrame:
+def build_training_set(
+    engine: Engine, dates: list[date], rules: Rules, horizon_days: int, *, include_new: bool = False
+) -> pd.DataFrame:
     """Labelled snapshots at ``dates`` stacked (see :func:`labelled_snapshot`)."""
     parts = []
     for t in dates:
         started = time.perf_counter()
-        part = labelled_snapshot(engine, t, rules, horizon_days)
+        part = labelled_snapshot(engine, t, rules, horizon_days, include_new=include_new)
         log.info("snapshot %s: %d labelled customers (%.1fs)", t, len(part), time.perf_counter() - started)
         parts.append(part)
     if not parts:
@@ -200,8 +212,19 @@ class TrainResult:
             "persistence": _headline(self.report["persistence"]),
             "majority": _headline(self.report["majority"]),
             "beats_persistence": self.report["beats_persistence"],
+            "risk": risk_headline(self.report.get("risk")),
             "seconds": self.seconds,
         }
+
+
+def risk_headline(risk: dict | None) -> dict | None:
+    """The risk backtest's figures that matter to billing (rounded), or None."""
+    if not risk:
+        return None
+    out = {f"risk_{k}": risk["risk"][k] for k in ("auc", "brier", "ece")}
+    out |= {k: risk[k] for k in ("observed_auc", "category_auc")}
+    out |= {f"log_loss_{k}": v for k, v in risk["log_loss"].items()}
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items()}
 
 
 def _headline(metrics: dict) -> dict:
@@ -233,29 +256,40 @@ def train(
         )
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    train_set = build_training_set(engine, plan.train, rules, settings.horizon_days)
-    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
+    train_set = build_training_set(engine, plan.train, rules, settings.horizon_days, include_new=True)
+    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days, include_new=True)
     timings["training_set"] = round(time.perf_counter() - started, 1)
-    if train_set.empty or holdout.empty:
+    judged_train = _judged(train_set, rules)
+    judged_holdout = _judged(holdout, rules)
+    if judged_train.empty or judged_holdout.empty:
         raise TrainingError(
-            f"as of {plan.as_of}: no labelled customers in the {'training' if train_set.empty else 'holdout'} "
+            f"as of {plan.as_of}: no labelled customers in the {'training' if judged_train.empty else 'holdout'} "
             f"snapshots ({len(plan.train)} training, {len(plan.holdout)} holdout): too little history"
         )
     if len(train_set) > settings.training_max_rows:
         log.info("sampling %d of %d training rows", settings.training_max_rows, len(train_set))
         train_set = train_set.sample(n=settings.training_max_rows, random_state=random_state).sort_index()
+        judged_train = _judged(train_set, rules)
     started = time.perf_counter()
-    model = fit_pipeline(train_set[FEATURE_COLUMNS], train_set["label"], random_state=random_state, threads=settings.model_threads)
+    try:
+        model = fit_risk_scorer(train_set, rules, random_state=random_state, threads=settings.model_threads)
+    except ValueError as exc:
+        raise TrainingError(f"as of {plan.as_of}: cannot fit the risk model ({exc})") from None
     timings["fit"] = round(time.perf_counter() - started, 1)
-    stats = baseline_statistics(train_set["observed_category"], train_set["label"])
-    proba = predict_proba_frame(model, holdout[FEATURE_COLUMNS], threads=settings.model_threads).to_numpy()
-    report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)
+    stats = baseline_statistics(judged_train["observed_category"], judged_train["label"])
+    report = holdout_report(model, judged_holdout, stats, settings)
+    started = time.perf_counter()
+    report["risk"] = json_safe(risk_backtest(model.model, model.rule, holdout, train_set, rules, model.outcome))
+    timings["backtest"] = round(time.perf_counter() - started, 1)
     report["holdout_as_of"] = plan.holdout[-1].isoformat()
     metadata = {
-        "model_type": "HistGradientBoostingClassifier",
-        "class_weight_power": CLASS_WEIGHT_POWER,
+        "model_type": f"RiskScorer (ordinal chain: {model.kind})",
+        "risk_kind": model.kind,
+        "risk_selection": json_safe(model.selection),
+        "risk_outcome": model.outcome,
+        "decision_cutoffs": list(model.rule.cutoffs),
         "classes": list(CLASSES),
-        "feature_columns": list(FEATURE_COLUMNS),
+        "feature_columns": list(model.feature_columns),
         "rules_version": rules.version,
         "horizon_days": settings.horizon_days,
         "snapshot_every_days": settings.snapshot_every_days,
@@ -266,10 +300,11 @@ def train(
         "holdout_snapshots": plan.holdout,
         "holdout_as_of": plan.holdout[-1],
         "n_train": int(len(train_set)),
-        "n_holdout": int(len(holdout)),
+        "n_train_judged": int(len(judged_train)),
+        "n_holdout": int(len(judged_holdout)),
         "train_label_counts": train_set["label"].value_counts().to_dict(),
         "baseline_statistics": stats,
-        "metrics": {k: report[k] for k in ("model", "persistence", "persistence_transition", "majority", "margin_vs_persistence")},
+        "metrics": {k: report[k] for k in ("model", "persistence", "persistence_transition", "majority", "margin_vs_persistence", "risk")},
         "library_versions": _library_versions(),
         "random_state": random_state,
     }
@@ -278,9 +313,30 @@ def train(
     )
     log.info("model %s (%s): %s", entry.version, entry.status, _headline(report["model"]))
     return TrainResult(
-        entry=entry, report=report, n_train=len(train_set), n_holdout=len(holdout), seconds=timings,
-        holdout=holdout, holdout_dates=tuple(plan.holdout),
+        entry=entry, report=report, n_train=len(train_set), n_holdout=len(judged_holdout), seconds=timings,
+        holdout=judged_holdout, holdout_dates=tuple(plan.holdout),
     )
+
+
+def _judged(frame: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """Rows of customers that are not ``new`` (the population of the category and its baselines)."""
+    if frame.empty:
+        return frame
+    return frame[frame["n_matured"] >= rules.min_matured_bills]
+
+
+def holdout_report(model, judged_holdout: pd.DataFrame, stats: dict, settings: Settings) -> dict:
+    """:func:`models.evaluation.compare_on_holdout` of ``model`` (a RiskScorer or a multiclass pipeline) on judged rows.
+
+    The model's class is its published category (a RiskScorer's decision
+    rule; a pipeline's argmax).
+    """
+    columns = list(getattr(model, "feature_columns", FEATURE_COLUMNS))
+    proba = predict_proba_frame(model, judged_holdout[columns], threads=settings.model_threads).to_numpy()
+    categories = None
+    if hasattr(model, "score"):
+        categories = model.score(judged_holdout, reasons=False, threads=settings.model_threads)["category"].to_numpy()
+    return compare_on_holdout(judged_holdout["label"], proba, judged_holdout["observed_category"], stats, categories)
 
 
 def reference_population(engine: Engine, as_of: date, rules: Rules, settings: Settings) -> pd.DataFrame:
@@ -318,12 +374,15 @@ def evaluate(
     champion = load_champion(engine, store=settings.model_store)
     check_compatible(champion, horizon_days=settings.horizon_days, rules_version=rules.version)
     plan = _plan(engine, as_of, settings)
-    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days)
-    if holdout.empty:
+    holdout = build_training_set(engine, plan.holdout, rules, settings.horizon_days, include_new=True)
+    judged = _judged(holdout, rules)
+    if judged.empty:
         raise TrainingError(f"as of {plan.as_of}: no labelled customers in the holdout snapshot(s) {', '.join(d.isoformat() for d in plan.holdout)}")
     stats = champion.metadata["baseline_statistics"]
-    proba = predict_proba_frame(champion.model, holdout[champion.feature_columns], threads=settings.model_threads).to_numpy()
-    report = compare_on_holdout(holdout["label"], proba, holdout["observed_category"], stats)
+    report = holdout_report(champion.model, judged, stats, settings)
+    if hasattr(champion.model, "score"):
+        scorer = champion.model
+        report["risk"] = json_safe(risk_backtest(scorer.model, scorer.rule, holdout, None, rules, scorer.outcome, stats=stats))
     training_end = date.fromisoformat(str(champion.metadata["training_end"]))
     return {
         "model_version": champion.version,
@@ -332,6 +391,6 @@ def evaluate(
         "horizon_days": settings.horizon_days,
         "rules_version": rules.version,
         "holdout_after_training": min(plan.holdout) >= training_end + timedelta(days=settings.horizon_days),
-        "label_counts": holdout["label"].value_counts().to_dict(),
+        "label_counts": judged["label"].value_counts().to_dict(),
         **report,
     }

@@ -258,6 +258,9 @@ class RetrainPolicy:
     key_features: tuple[str, ...] = ()
     key_feature_psi: float = PSI_MAJOR
     f1_drop: float = 0.05
+    #: Risk score (issue 11): realized AUC this much below the holdout's, or Brier this much above, retrains.
+    auc_drop: float = 0.03
+    brier_increase: float = 0.02
     max_champion_age_days: int = 90
     psi_moderate: float = PSI_MODERATE
     #: Reported but not counted by the drift triggers: features that grow with
@@ -275,6 +278,11 @@ class PerformanceDecay:
     realized_macro_f1: float | None = None
     expected_macro_f1: float | None = None
     note: str = ""
+    # the published risk score's realized AUC and Brier vs the model's holdout figures
+    realized_risk_auc: float | None = None
+    expected_risk_auc: float | None = None
+    realized_risk_brier: float | None = None
+    expected_risk_brier: float | None = None
 
     @property
     def drop(self) -> float | None:
@@ -282,9 +290,23 @@ class PerformanceDecay:
             return None
         return self.expected_macro_f1 - self.realized_macro_f1
 
+    @property
+    def auc_drop(self) -> float | None:
+        if self.realized_risk_auc is None or self.expected_risk_auc is None:
+            return None
+        return self.expected_risk_auc - self.realized_risk_auc
+
+    @property
+    def brier_increase(self) -> float | None:
+        if self.realized_risk_brier is None or self.expected_risk_brier is None:
+            return None
+        return self.realized_risk_brier - self.expected_risk_brier
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["drop"] = self.drop
+        d["auc_drop"] = self.auc_drop
+        d["brier_increase"] = self.brier_increase
         return d
 
 
@@ -319,7 +341,10 @@ def decide_retrain(
     with PSI >= ``policy.key_feature_psi``); ``performance_decay`` (realized macro-F1
     lower than the model's holdout macro-F1 by >= ``policy.f1_drop``);
     ``champion_age`` (champion trained more than
-    ``policy.max_champion_age_days`` days before the as-of date).  Features
+    ``policy.max_champion_age_days`` days before the as-of date);
+    ``risk_score_decay`` (the published risk score's realized AUC below the
+    model's holdout AUC by >= ``policy.auc_drop``, or its Brier above the
+    holdout's by >= ``policy.brier_increase``).  Features
     in ``policy.exempt_features`` are left out of the drift triggers.  With no
     trigger, ``reasons`` says which checks passed and by how much.
     """
@@ -377,6 +402,20 @@ def decide_retrain(
             )
     elif decay is not None and decay.note:
         calm.append(f"performance decay not checked: {decay.note}")
+    if decay is not None and (decay.auc_drop is not None or decay.brier_increase is not None):
+        auc_bad = decay.auc_drop is not None and decay.auc_drop >= policy.auc_drop - 1e-9
+        brier_bad = decay.brier_increase is not None and decay.brier_increase >= policy.brier_increase - 1e-9
+        figures = (
+            f"risk-score AUC {decay.realized_risk_auc:.3f} vs holdout {decay.expected_risk_auc:.3f} "
+            f"(limit: {policy.auc_drop:.2f} lower), Brier {decay.realized_risk_brier:.3f} vs holdout "
+            f"{decay.expected_risk_brier:.3f} (limit: {policy.brier_increase:.2f} higher) on {decay.n} matured "
+            f"predictions of {decay.predictions_as_of}"
+        )
+        if auc_bad or brier_bad:
+            triggers.append("risk_score_decay")
+            reasons.append("risk score decayed: " + figures)
+        else:
+            calm.append(figures)
     if champion_age_days is not None:
         if champion_age_days > policy.max_champion_age_days:
             triggers.append("champion_age")
@@ -397,15 +436,21 @@ class PromotionRule:
 
     max_f1_drop: float = 0.01
     max_log_loss_increase: float = 0.02
+    #: Risk score (issue 11): challenger's AUC at most this much lower, Brier at most this much higher.
+    max_auc_drop: float = 0.005
+    max_brier_increase: float = 0.002
 
 
 def promotion_decision(
     champion: Mapping[str, float] | None, challenger: Mapping[str, float], rule: PromotionRule
 ) -> tuple[bool, str]:
-    """``(promote, reason)`` from metrics on the same holdout (keys ``macro_f1``, ``log_loss``).
+    """``(promote, reason)`` from metrics on the same holdout (keys ``macro_f1``, ``log_loss``; ``risk_auc``, ``risk_brier``).
 
     Rule: promote when ``challenger.macro_f1 >= champion.macro_f1 - max_f1_drop``
-    and ``challenger.log_loss <= champion.log_loss + max_log_loss_increase``;
+    and ``challenger.log_loss <= champion.log_loss + max_log_loss_increase``
+    and, when both carry risk-score figures (issue 11: what billing acts on),
+    ``challenger.risk_auc >= champion.risk_auc - max_auc_drop`` and
+    ``challenger.risk_brier <= champion.risk_brier + max_brier_increase``;
     with no champion the challenger is promoted.  Ties go to the challenger: it
     was trained on the more recent data.
     """
@@ -420,10 +465,25 @@ def promotion_decision(
         f"(allowed drop {rule.max_f1_drop:.3f}); log-loss challenger {challenger['log_loss']:.4f} vs champion "
         f"{champion['log_loss']:.4f} (allowed increase {rule.max_log_loss_increase:.3f})"
     )
-    if f1_ok and ll_ok:
+    checks = [("macro-F1", f1_ok), ("log-loss", ll_ok)]
+    if all(_present(m, k) for m in (champion, challenger) for k in ("risk_auc", "risk_brier")):
+        auc_ok = champion["risk_auc"] - challenger["risk_auc"] <= rule.max_auc_drop + 1e-12
+        brier_ok = challenger["risk_brier"] - champion["risk_brier"] <= rule.max_brier_increase + 1e-12
+        checks += [("risk-score AUC", auc_ok), ("risk-score Brier", brier_ok)]
+        figures += (
+            f"; risk-score AUC challenger {challenger['risk_auc']:.4f} vs champion {champion['risk_auc']:.4f} "
+            f"(allowed drop {rule.max_auc_drop:.3f}); Brier challenger {challenger['risk_brier']:.4f} vs champion "
+            f"{champion['risk_brier']:.4f} (allowed increase {rule.max_brier_increase:.3f})"
+        )
+    if all(ok for _, ok in checks):
         return True, "challenger promoted: " + figures
-    failed = [w for w, ok in (("macro-F1", f1_ok), ("log-loss", ll_ok)) if not ok]
+    failed = [w for w, ok in checks if not ok]
     return False, f"challenger rejected ({' and '.join(failed)} worse beyond the margin): " + figures
+
+
+def _present(metrics: Mapping[str, float], key: str) -> bool:
+    value = metrics.get(key)
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def drift_population(features: pd.DataFrame, min_matured_bills: int, active_days: int) -> pd.DataFrame:

@@ -212,3 +212,46 @@ def _typed(frame: pd.DataFrame) -> pd.DataFrame:
     out["n_matured"] = out["n_matured"].astype("int64")
     out[FEATURE_COLUMNS] = out[FEATURE_COLUMNS].astype("float64")
     return out.reset_index(drop=True)
+
+
+def add_customers_without_counted_bills(
+    engine: Engine, as_of: date, rules: Rules, features: pd.DataFrame, exclude_run_id: str | None = None
+) -> pd.DataFrame:
+    """``features`` plus one row per customer with a bill issued by ``as_of`` but none that counts.
+
+    Such customers (every bill cancelled or voided, or quarantined in the run
+    ``exclude_run_id``) have no row in ``sql/customer_features.sql``; here they
+    get ``n_matured`` 0, observed category ``new``, every count, share, day
+    statistic and amount 0, ``tenure_days`` = as_of - first issue date,
+    ``since_last_bill_days`` = as_of - last issue date, the "since the last
+    payment / late bill" days = tenure (the query's neutral values), and the
+    company columns of the company's other customers (0 when it has none).
+    Returns a new frame: the rows of ``features``, then the added ones (in the
+    query's order); ``features`` is not changed.
+    """
+    params = {**rules.sql_params(), "as_of": as_of, "exclude_run_id": exclude_run_id}
+    with engine.connect() as conn:
+        missing = pd.read_sql(sa.text(read_sql("customers_without_counted_bills")), conn, params=params)
+    if missing.empty:
+        return features
+    missing["company_id"] = missing["company_id"].astype(str)
+    missing["customer_id"] = missing["customer_id"].astype(str)
+    known = pd.MultiIndex.from_frame(features[["company_id", "customer_id"]])
+    missing = missing[~pd.MultiIndex.from_frame(missing[["company_id", "customer_id"]]).isin(known)]
+    if missing.empty:
+        return features
+    rows = pd.DataFrame(0.0, index=range(len(missing)), columns=FEATURE_COLUMNS)
+    rows.insert(0, "company_id", missing["company_id"].to_numpy())
+    rows.insert(1, "customer_id", missing["customer_id"].to_numpy())
+    rows.insert(2, "n_matured", 0)
+    rows.insert(3, "observed_category", "new")
+    tenure = (pd.Timestamp(as_of) - pd.to_datetime(missing["first_issued"])).dt.days.to_numpy(dtype=float)
+    rows["tenure_days"] = tenure
+    rows["since_last_bill_days"] = (pd.Timestamp(as_of) - pd.to_datetime(missing["last_issued"])).dt.days.to_numpy(dtype=float)
+    rows["since_last_payment_days"] = tenure
+    rows["since_last_late_days"] = tenure
+    company_columns = [c for c in FEATURE_COLUMNS if c.startswith("company_")]
+    company = features.groupby("company_id")[company_columns].first()
+    looked_up = company.reindex(rows["company_id"]).fillna(0.0).to_numpy()
+    rows[company_columns] = looked_up
+    return _typed(pd.concat([features, rows[ID_COLUMNS + FEATURE_COLUMNS]], ignore_index=True))

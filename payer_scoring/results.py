@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from datetime import date, datetime, timezone
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -51,16 +52,26 @@ _COLUMN_TYPES: dict[str, str] = {
     "category": "text",
     **{c: "float8" for c in PROBABILITY_COLUMNS},
     "observed_category": "text",
+    # migration 0008 (issue 11): the risk score and up to 3 reason codes
+    "risk_score": "float8",
+    "reason_codes": "text[]",
 }
 RESULT_COLUMNS: tuple[str, ...] = tuple(_COLUMN_TYPES)
 RESULT_CONTENT: tuple[str, ...] = tuple(c for c in RESULT_COLUMNS if c not in KEY_COLUMNS)
 _STAGING_TYPES: tuple[str, ...] = tuple(_COLUMN_TYPES.values())
 # Columns each write adds from its run (bind parameters), in table order.
 RUN_COLUMNS: tuple[str, ...] = ("as_of_date", "model_version", "scored_at", "flow_run_id")
+# Columns migration 0008 added at the end of both tables (after the run columns).
+RISK_COLUMNS: tuple[str, ...] = ("risk_score", "reason_codes")
+# The tables' columns in their physical order.
+TABLE_COLUMNS: tuple[str, ...] = (
+    *(c for c in RESULT_COLUMNS if c not in RISK_COLUMNS), *RUN_COLUMNS, *RISK_COLUMNS
+)
 # What a reader gets for one customer (the billing view's columns).
 BILLING_VIEW_COLUMNS: tuple[str, ...] = (
     "company_id", "customer_id", "category", "category_label", *PROBABILITY_COLUMNS,
     "observed_category", "as_of_date", "model_version",
+    "risk_score", "reason_codes", "reason_texts_pt_br", "reason_texts_en",
 )
 # What the readers below select from the billing view.  When migration 0008
 # adds risk_score and reason_codes to the view, adding them here is the one
@@ -142,14 +153,24 @@ def write_results(
 ) -> WriteSummary:
     """Merge ``scores`` (one row per customer, :data:`RESULT_COLUMNS`) into the result tables.
 
+    ``risk_score`` (NaN: NULL) and ``reason_codes`` (lists of codes) may be
+    absent: they are then NULL and empty.
+
     Returns the row counts.  Raises :class:`WriteLockBusy` when another writer
     holds the lock longer than ``lock_wait_seconds``, ``KeyError`` when a
     column is missing, and SQLAlchemy errors from the database (the
     transaction is then rolled back and nothing is changed).
     """
-    missing = [c for c in RESULT_COLUMNS if c not in scores.columns]
+    missing = [c for c in RESULT_COLUMNS if c not in scores.columns and c not in RISK_COLUMNS]
     if missing:
         raise KeyError(f"scores frame lacks column(s) {missing}; expected {list(RESULT_COLUMNS)}")
+    if any(c not in scores.columns for c in RISK_COLUMNS):
+        # a frame without the issue-11 columns (a model without a risk score): NULL score, no reasons
+        scores = scores.copy()
+        if "risk_score" not in scores.columns:
+            scores["risk_score"] = np.nan
+        if "reason_codes" not in scores.columns:
+            scores["reason_codes"] = pd.Series([[] for _ in range(len(scores))], index=scores.index, dtype=object)
     started = time.perf_counter()
     params = {
         "as_of_date": as_of,
@@ -277,6 +298,10 @@ def _copy_frame(conn: Connection, frame: pd.DataFrame) -> int:
         series = frame[name]
         if pg_type == "text":
             series = series.astype(object).where(series.notna(), None)
+        elif pg_type == "float8" and series.isna().any():
+            series = series.astype(object).where(series.notna(), None)  # NaN -> NULL (risk_score of an old model)
+        elif pg_type == "text[]":
+            series = series.map(lambda codes: list(codes) if isinstance(codes, (list, tuple, np.ndarray)) else [])
         columns.append(series.tolist())
     raw = conn.connection.driver_connection
     with raw.cursor() as cur, cur.copy(f"COPY results_staging ({', '.join(RESULT_COLUMNS)}) FROM STDIN (FORMAT binary)") as copy:
@@ -318,9 +343,112 @@ def read_company_customers(
     return int(total), [dict(r) for r in rows]
 
 
+def read_previous_categories(engine: Engine, as_of: date) -> tuple[date | None, pd.DataFrame]:
+    """The latest scoring date before ``as_of`` in the history and its rows (company_id, customer_id, category, model_version).
+
+    The hysteresis of the daily run compares with it; read from the history
+    (not the current table) so that a rerun for the same ``as_of`` sees the
+    same previous day.  (None, empty frame) when no earlier run exists.
+    """
+    with engine.connect() as conn:
+        previous = conn.execute(
+            sa.text("SELECT max(as_of_date) FROM customer_category_history WHERE as_of_date < :as_of"), {"as_of": as_of}
+        ).scalar()
+        if previous is None:
+            return None, pd.DataFrame(columns=["company_id", "customer_id", "category", "model_version"])
+        frame = pd.read_sql(
+            sa.text(read_sql("results/previous_categories")), conn, params={"as_of_date": previous}
+        )
+    return previous, frame
+
+
+def read_scored_history(engine: Engine, as_of: date) -> pd.DataFrame:
+    """Every history row of the scoring date ``as_of`` (what was published then), one per customer.
+
+    Columns: company_id, customer_id, category, p_*, observed_category,
+    risk_score (NULL on rows of the old model), model_version.
+    """
+    with engine.connect() as conn:
+        return pd.read_sql(sa.text(read_sql("results/scored_history")), conn, params={"as_of_date": as_of})
+
+
+def scoring_dates(engine: Engine, first: date | None, last: date | None) -> list[date]:
+    """Distinct scoring dates in the history within [first, last] (None: unbounded), oldest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text(
+                "SELECT DISTINCT as_of_date FROM customer_category_history "
+                "WHERE (CAST(:first AS date) IS NULL OR as_of_date >= :first) "
+                "AND (CAST(:last AS date) IS NULL OR as_of_date <= :last) ORDER BY 1"
+            ),
+            {"first": first, "last": last},
+        ).scalars()
+        return list(rows)
+
+
 def category_counts(engine: Engine, as_of: date) -> dict[str, int]:
     """Customers per current category written for ``as_of``, most common first: {category: customers}."""
     with engine.connect() as conn:
         rows = conn.execute(sa.text(read_sql("results/category_counts")), {"as_of": as_of}).all()
     return {r.category: int(r.customers) for r in rows}
 
+
+
+def write_backtest_report(engine: Engine, report: dict, *, horizon_days: int, flow_run_id: str | None = None) -> None:
+    """Upsert one backtest row (``backtest_reports``) from :func:`models.risk_backtest.scored_backtest`'s dict.
+
+    ``report`` also carries ``as_of_date`` (the scoring date).  The headline
+    figures get columns of their own (NULL when not measurable); the whole
+    report goes to ``metrics`` (jsonb, NaN written as null).
+    """
+    import json
+    import math
+
+    def clean(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if hasattr(value, "isoformat"):
+            return value.isoformat()
+        if hasattr(value, "item"):
+            return clean(value.item())
+        return value
+
+    report = clean(report)
+    risk = report.get("risk") or {}
+    params = {
+        "as_of_date": report["as_of_date"],
+        "horizon_days": int(horizon_days),
+        "model_version": report.get("model_version"),
+        "outcome": report["outcome"],
+        "n_scored": report["n_scored"],
+        "n_with_outcome": report["n_with_outcome"],
+        "risk_auc": risk.get("auc"),
+        "risk_brier": risk.get("brier"),
+        "risk_ece": risk.get("ece"),
+        "observed_auc": report.get("observed_auc"),
+        "category_auc": report.get("category_auc"),
+        "category_macro_f1": (report.get("macro_f1") or {}).get("category"),
+        "observed_macro_f1": (report.get("macro_f1") or {}).get("observed"),
+        "metrics": json.dumps(report),
+        "flow_run_id": flow_run_id,
+    }
+    with engine.begin() as conn:
+        conn.execute(sa.text(read_sql("results/backtest_upsert")), params)
+
+
+def read_backtest_reports(engine: Engine, horizon_days: int) -> pd.DataFrame:
+    """Every backtest row of ``horizon_days``, oldest scoring date first (headline columns, no jsonb)."""
+    with engine.connect() as conn:
+        return pd.read_sql(
+            sa.text(
+                "SELECT as_of_date, model_version, outcome, n_scored, n_with_outcome, risk_auc, risk_brier, risk_ece, "
+                "observed_auc, category_auc, category_macro_f1, observed_macro_f1 FROM backtest_reports "
+                "WHERE horizon_days = :h ORDER BY as_of_date"
+            ),
+            conn,
+            params={"h": int(horizon_days)},
+        )

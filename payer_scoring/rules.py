@@ -52,7 +52,10 @@ _SCHEMA: dict[str, set[str]] = {
     "statuses": {"paid", "open", "excluded", "unknown_status", "protest_or_derogatory", "event_known_after_days"},
     "maturity": {"grace_days", "due_date_column", "min_matured_bills"},
     "thresholds": {"good_max", "doubtful_max", "forgetful_max"},
+    "risk": {"outcome", "hysteresis_margin"},
 }
+# The risk score's named outcome is "window late share above one of the thresholds".
+RISK_OUTCOMES = ("good_max", "doubtful_max", "forgetful_max")
 
 
 class RulesError(ValueError):
@@ -76,6 +79,9 @@ class Rules:
     doubtful_max: float
     forgetful_max: float
     version: str
+    # [risk]: which threshold names the risk score's outcome, and the category's hysteresis margin.
+    risk_outcome: str = "good_max"
+    hysteresis_margin: float = 0.05
     source: str = ""
 
     @property
@@ -179,7 +185,7 @@ def load_rules(path: Path | str = DEFAULT_RULES_FILE) -> Rules:
     if extra:
         raise RulesError(f"{path}: unknown section(s): {', '.join(sorted(extra))}")
 
-    st, mt, th = data["statuses"], data["maturity"], data["thresholds"]
+    st, mt, th, rk = data["statuses"], data["maturity"], data["thresholds"], data["risk"]
     paid = _status_list(path, st, "statuses", "paid")
     open_ = _status_list(path, st, "statuses", "open")
     excluded = _status_list(path, st, "statuses", "excluded")
@@ -206,6 +212,9 @@ def load_rules(path: Path | str = DEFAULT_RULES_FILE) -> Rules:
             f"{path}: [thresholds] expected good_max <= doubtful_max <= forgetful_max, "
             f"got {good_max} / {doubtful_max} / {forgetful_max}"
         )
+    risk_outcome = rk["outcome"]
+    if risk_outcome not in RISK_OUTCOMES:
+        raise _fail(path, "risk.outcome", " or ".join(f'"{c}"' for c in RISK_OUTCOMES), risk_outcome)
     return Rules(
         paid_statuses=paid,
         open_statuses=open_,
@@ -220,5 +229,7 @@ def load_rules(path: Path | str = DEFAULT_RULES_FILE) -> Rules:
         doubtful_max=doubtful_max,
         forgetful_max=forgetful_max,
         version=hashlib.sha256(raw).hexdigest()[:12],
+        risk_outcome=risk_outcome,
+        hysteresis_margin=_share(path, rk, "risk", "hysteresis_margin"),
         source=str(path),
     )

@@ -67,10 +67,15 @@ class Settings(BaseSettings):
     )
     drift_active_days: int = Field(default=60, gt=0, description="Drift compares customers with a bill issued in the last N days (or one falling due within the horizon).")
     retrain_f1_drop: float = Field(default=0.05, gt=0, le=1, description="Retrain when realized macro-F1 is this much below the holdout macro-F1.")
+    retrain_auc_drop: float = Field(default=0.03, gt=0, le=1, description="Retrain when the published risk score's realized AUC is this much below its holdout AUC.")
+    retrain_brier_increase: float = Field(default=0.02, gt=0, le=1, description="Retrain when the published risk score's realized Brier score is this much above its holdout Brier.")
     retrain_max_champion_age_days: int = Field(default=90, gt=0, description="Retrain when the champion was trained more than this many days before the as-of date.")
     decay_min_predictions: int = Field(default=200, gt=0, description="Fewest matured predictions needed to measure realized macro-F1.")
     promote_max_f1_drop: float = Field(default=0.01, ge=0, le=1, description="Challenger promoted only if its macro-F1 is at most this much below the champion's.")
     promote_max_log_loss_increase: float = Field(default=0.02, ge=0, description="... and its log-loss at most this much above the champion's.")
+    promote_max_auc_drop: float = Field(default=0.005, ge=0, le=1, description="... and its risk-score AUC at most this much below the champion's.")
+    promote_max_brier_increase: float = Field(default=0.002, ge=0, le=1, description="... and its risk-score Brier score at most this much above the champion's.")
+
     # HTTP service (entrypoints/api.py; README "HTTP service").
     api_database_url: str | None = Field(
         default=None,

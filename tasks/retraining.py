@@ -81,6 +81,29 @@ def apply_promotion(settings: Settings, version: str, promote: bool) -> None:
     monitoring.apply_promotion(get_engine(settings), version, promote)
 
 
+@task(name="backtest_scoring_runs", cache_policy=NO_CACHE)
+def backtest_scoring_runs(settings: Settings, as_of: date, rules: Rules, flow_run_id: str | None = None) -> list[dict]:
+    """:func:`models.monitoring.backtest_scoring_runs` over the past ``2 x horizon`` days (rows upserted in backtest_reports)."""
+    from datetime import timedelta
+
+    first = as_of - timedelta(days=3 * settings.horizon_days)
+    return monitoring.backtest_scoring_runs(
+        get_engine(settings), as_of, settings, rules, first=first, flow_run_id=flow_run_id
+    )
+
+
+@task(name="publish_backtest", cache_policy=NO_CACHE)
+def publish_backtest(reports: list[dict], as_of: date) -> list[dict]:
+    """The ``backtest`` table artifact (:func:`models.monitoring.backtest_table_rows`)."""
+    rows = monitoring.backtest_table_rows(reports)
+    if rows:
+        create_table_artifact(
+            key="backtest", table=rows,
+            description=f"Past scoring runs whose window matured by {as_of}: risk score vs observed category on realized outcomes",
+        )
+    return rows
+
+
 @task(name="write_drift_report", cache_policy=NO_CACHE)
 def write_drift_report(settings: Settings, report: dict) -> int:
     """:func:`models.monitoring.write_drift_report`; returns the row id."""

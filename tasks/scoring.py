@@ -19,7 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models import predict, registry, training
-from payer_scoring import features, reports, results, validation
+from payer_scoring import bill_events, features, reports, results, validation
 from payer_scoring.db import get_engine, prepare_database
 from payer_scoring.rules import Rules
 from payer_scoring.settings import Settings
@@ -53,10 +53,11 @@ def validate_payments(settings: Settings, as_of: date, flow_run_id: str, latest_
 
 @task(name="extract_features", cache_policy=NO_CACHE)
 def extract_features(settings: Settings, as_of: date, rules: Rules, exclude_run_id: str) -> pd.DataFrame:
-    """:func:`payer_scoring.features.extract_features` with the run's quarantined bills left out."""
-    return features.extract_features(
-        get_engine(settings), as_of, rules, exclude_run_id, horizon_days=settings.horizon_days
-    )
+    """:func:`payer_scoring.features.extract_features` with the run's quarantined bills left out, plus
+    :func:`payer_scoring.features.add_customers_without_counted_bills` (every customer with a bill gets a row)."""
+    engine = get_engine(settings)
+    frame = features.extract_features(engine, as_of, rules, exclude_run_id, horizon_days=settings.horizon_days)
+    return features.add_customers_without_counted_bills(engine, as_of, rules, frame, exclude_run_id)
 
 
 @task(name="validate_features", cache_policy=NO_CACHE)
@@ -83,6 +84,27 @@ def load_champion(settings: Settings, rules: Rules) -> registry.Champion:
 def predict_categories(settings: Settings, champion: registry.Champion, frame: pd.DataFrame, rules: Rules) -> pd.DataFrame:
     """:func:`models.predict.predict_categories`."""
     return predict.predict_categories(champion, frame, rules, threads=settings.model_threads)
+
+
+@task(name="stabilise_categories", cache_policy=NO_CACHE)
+def stabilise_categories(settings: Settings, scores: pd.DataFrame, as_of: date, rules: Rules, champion: registry.Champion) -> pd.DataFrame:
+    """:func:`models.predict.stabilise_categories` against the previous scoring run and the bill events since it.
+
+    Only categories the same champion published are held (after a promotion the new model's categories apply at once).
+    """
+    rule = getattr(champion.model, "rule", None)
+    if rule is None:  # a multiclass model registered before issue 11: no hysteresis
+        return predict.stabilise_categories(scores, scores.iloc[0:0], scores.iloc[0:0], None, rules.hysteresis_margin)
+    engine = get_engine(settings)
+    previous_date, previous = results.read_previous_categories(engine, as_of)
+    # a category published by another model is not held: a new champion is a deliberate change
+    previous = previous[previous["model_version"] == champion.version]
+    events = bill_events.bill_events(engine, previous_date, as_of, rules) if previous_date is not None else None
+    out = predict.stabilise_categories(scores, previous, events, rule.cutoffs, rules.hysteresis_margin)
+    log.info(
+        "hysteresis against the run of %s: %d of %d categories held", previous_date, int(out["category_held"].sum()), len(out)
+    )
+    return out
 
 
 @task(name="validate_scores", cache_policy=NO_CACHE)

@@ -6,7 +6,7 @@ import itertools
 
 import sqlalchemy as sa
 
-from payer_scoring.results import BILLING_VIEW_COLUMNS, RESULT_COLUMNS, RUN_COLUMNS
+from payer_scoring.results import BILLING_VIEW_COLUMNS, TABLE_COLUMNS
 from payer_scoring.rules import CATEGORY_LABELS, category_for, load_rules
 
 
@@ -25,7 +25,7 @@ def _columns(conn, relation: str) -> list[str]:
 def test_results_tables_and_billing_view_hold_the_declared_columns(engine):
     with engine.connect() as conn:
         for table in ("customer_categories", "customer_category_history"):
-            assert _columns(conn, table) == [*RESULT_COLUMNS, *RUN_COLUMNS], table
+            assert _columns(conn, table) == list(TABLE_COLUMNS), table
         assert _columns(conn, "billing_customer_category") == list(BILLING_VIEW_COLUMNS)
         labels = dict(conn.execute(sa.text("SELECT category, category_label FROM category_labels")).all())
     assert labels == CATEGORY_LABELS

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 AS_OF = date(2026, 6, 15)
 EARLIER = date(2026, 6, 1)
-CONTENT = "company_id, customer_id, category, p_good, p_doubtful, p_forgetful, p_bad, observed_category, as_of_date, model_version"
+CONTENT = "company_id, customer_id, category, p_good, p_doubtful, p_forgetful, p_bad, observed_category, as_of_date, model_version, risk_score"
 
 
 @pytest.fixture(scope="module")
@@ -76,16 +76,20 @@ def _artifacts(flow_run_id: str) -> dict[str, object]:
 
 
 def _expected(engine, as_of: date) -> dict[tuple[str, str], int]:
-    """{customer: matured bills at as_of} for every customer with a counted bill issued by as_of (rules applied here)."""
+    """{customer: matured bills at as_of} for every customer with a bill issued by as_of (rules applied here).
+
+    Issue 11: a customer whose every bill is excluded (cancelled, error) gets a row too, with 0 matured bills.
+    """
     rules = load_rules()
     assert rules.due_date_column == "due_date_dte"
     with engine.connect() as conn:
         rows = conn.execute(
             sa.text(
                 "SELECT company_id, customer_id, "
-                "       count(*) FILTER (WHERE due_date_dte + CAST(:grace AS integer) < :t) AS matured "
+                "       count(*) FILTER (WHERE due_date_dte + CAST(:grace AS integer) < :t "
+                "                        AND NOT (payment_status = ANY(:excluded))) AS matured "
                 "FROM payments "
-                "WHERE issue_date_dte <= :t AND NOT (payment_status = ANY(:excluded)) "
+                "WHERE issue_date_dte <= :t "
                 "GROUP BY company_id, customer_id"
             ),
             {"t": as_of, "grace": rules.grace_days, "excluded": list(rules.excluded_statuses)},
@@ -106,7 +110,7 @@ def test_run_scores_each_customer_once_new_means_too_little_history(scored_db):
     assert {(r[0], r[1]) for r in rows} == set(expected)
     minimum = load_rules().min_matured_bills
     assert {(r[0], r[1]) for r in rows if r[2] == "new"} == {k for k, m in expected.items() if m < minimum}
-    assert {r[8] for r in rows} == {AS_OF} and {r[10] for r in rows} == {run_id}
+    assert {r[8] for r in rows} == {AS_OF} and {r[11] for r in rows} == {run_id}
     frame = pd.DataFrame(rows, columns=[c.strip() for c in CONTENT.split(",")] + ["flow_run_id"])
     assert validate_frame(frame, "customer_scores", {"features_row_count": len(expected)}).success
     assert frame.category.nunique() >= 3
@@ -167,11 +171,12 @@ def test_a_few_negative_bills_are_quarantined_and_left_out(scored_db):
                 {"r": run_id},
             ).all()
             scored = conn.execute(
-                sa.text("SELECT count(*) FROM customer_categories WHERE customer_id = 'quarantine-me'")
-            ).scalar_one()
+                sa.text("SELECT category, observed_category FROM customer_categories WHERE customer_id = 'quarantine-me'")
+            ).all()
         assert [q.payment_number for q in quarantined] == ["quarantine-me-1", "quarantine-me-2", "quarantine-me-3"]
         assert all(q.reason.startswith("billing_amount_not_negative") and q.as_of_date == AS_OF for q in quarantined)
-        assert scored == 0
+        # issue 11: every customer with a bill gets a row; with every bill left out the customer is `new`
+        assert [tuple(r) for r in scored] == [("new", "new")]
         assert state.result()["quarantined_bills"] == 3
         assert "billing_amount_not_negative" in _artifacts(run_id)["validation-summary"]
     finally:

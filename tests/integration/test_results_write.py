@@ -43,7 +43,11 @@ def scores(n: int, seed: int) -> pd.DataFrame:
 def table(engine, name: str, columns: str = "*") -> list[tuple]:
     with engine.connect() as conn:
         order = "as_of_date, company_id, customer_id" if name == "customer_category_history" else "company_id, customer_id"
-        return [tuple(r) for r in conn.execute(sa.text(f"SELECT {columns} FROM {name} ORDER BY {order}"))]
+        # text[] columns (reason_codes, issue 11) come back as lists: tuples keep rows hashable
+        return [
+            tuple(tuple(v) if isinstance(v, list) else v for v in r)
+            for r in conn.execute(sa.text(f"SELECT {columns} FROM {name} ORDER BY {order}"))
+        ]
 
 
 def write(engine, frame, as_of, run="run", **kw):
@@ -78,7 +82,7 @@ def test_rerun_replaces_that_as_of_completely(clean_db):
     summary = write(clean_db, changed, D1, run="rerun")
     assert summary.current_removed == 1 and summary.history_removed == 1
     assert len(table(clean_db, "customer_categories")) == 39
-    assert {r[-1] for r in table(clean_db, "customer_categories")} == {"rerun"}
+    assert {r[0] for r in table(clean_db, "customer_categories", "flow_run_id")} == {"rerun"}
 
 
 def test_older_as_of_writes_history_only(clean_db):
@@ -190,7 +194,7 @@ def test_sigkill_while_writing_leaves_the_previous_results_and_a_rerun_completes
     # The orphaned backend aborts (client gone) and releases the advisory lock; the rerun waits for it.
     summary = write(clean_db, scores(60, 21), D2, run="rerun", wait=60)
     assert summary.current_written == 60
-    assert {r[-1] for r in table(clean_db, "customer_categories")} == {"rerun"}
+    assert {r[0] for r in table(clean_db, "customer_categories", "flow_run_id")} == {"rerun"}
     assert {r[0] for r in table(clean_db, "customer_category_history", "as_of_date")} == {D1, D2}
 
 
@@ -230,6 +234,8 @@ def test_billing_view_shows_code_label_probabilities(clean_db):
     assert list(rows[0].keys()) == [
         "company_id", "customer_id", "category", "category_label", "p_good", "p_doubtful", "p_forgetful", "p_bad",
         "observed_category", "as_of_date", "model_version",
+        # issue 11 (migration 0008): added at the end, the earlier columns unchanged
+        "risk_score", "reason_codes", "reason_texts_pt_br", "reason_texts_en",
     ]
     assert {(r["category"], r["category_label"]) for r in rows} <= {
         ("good", "Bons Pagadores"), ("doubtful", "Pagadores Duvidosos"), ("forgetful", "Pagadores Esquecidos"), ("bad", "Maus Pagadores")

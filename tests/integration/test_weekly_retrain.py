@@ -153,7 +153,11 @@ def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(e
     assert chall["macro_f1"] == pytest.approx(registered["model"]["macro_f1"])  # same holdout as `train` used
 
     # the documented rule, applied by hand to the recorded metrics
-    promote = chall["macro_f1"] >= champ["macro_f1"] - 0.01 and chall["log_loss"] <= champ["log_loss"] + 0.02
+    # (issue 11: the risk score's AUC and Brier on the same holdout are part of the rule)
+    promote = (
+        chall["macro_f1"] >= champ["macro_f1"] - 0.01 and chall["log_loss"] <= champ["log_loss"] + 0.02
+        and chall["risk_auc"] >= champ["risk_auc"] - 0.005 and chall["risk_brier"] <= champ["risk_brier"] + 0.002
+    )
     registry = _registry(engine)
     if promote:
         assert row.decision == "promoted" and row.reason.startswith("challenger promoted")
@@ -165,7 +169,14 @@ def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(e
     print(f"realized macro-F1 {perf['realized_macro_f1']:.4f} vs holdout {perf['expected_macro_f1']:.4f} on {perf['n']}; triggers {row.triggers}")
     print(f"decision {row.decision}: champion {champ['macro_f1']:.4f}/{champ['log_loss']:.4f}, "
           f"challenger {chall['macro_f1']:.4f}/{chall['log_loss']:.4f} (macro-F1/log-loss)")
-    assert {"drift-table", "retrain-decision", "champion-vs-challenger"} <= _artifact_keys(row.flow_run_id)
+    assert {"drift-table", "retrain-decision", "champion-vs-challenger", "backtest"} <= _artifact_keys(row.flow_run_id)
+    # the backtest of the 2026-05-27 run: published risk score vs realized outcomes, and the decay uses it
+    with engine.connect() as conn:
+        backtest = conn.execute(
+            sa.text("SELECT n_with_outcome, risk_auc, observed_auc FROM backtest_reports WHERE as_of_date = '2026-05-27'")
+        ).one()
+    assert backtest.n_with_outcome >= perf["n"] and 0.5 < backtest.risk_auc <= 1
+    assert perf["realized_risk_auc"] is not None and perf["expected_risk_auc"] is not None
 
 
 def test_a_retrain_that_cannot_train_is_recorded_as_failed_and_not_retried(clean_db, prefect_harness):

@@ -71,8 +71,13 @@ def test_predictions_new_below_minimum_and_probabilities_sum_to_one(trained):
     new = out["n_matured"] < rules.min_matured_bills
     assert (out.loc[new, "category"] == "new").all()
     assert set(out.loc[~new, "category"]) <= set(CLASSES)
-    argmax = probs.to_numpy().argmax(axis=1)
-    assert (out.loc[~new, "category"].to_numpy() == np.array(CLASSES)[argmax[~new.to_numpy()]]).all()
+    # issue 11: the category is the champion's decision rule on its calibrated cumulative
+    # probabilities (models/risk_decision.py), no longer the argmax of the class probabilities
+    q = out[["q1", "q2", "q3"]].to_numpy()
+    assert np.allclose(1 - q[:, 0], out["p_good"]) and np.allclose(q[:, 2], out["p_bad"])
+    rule = champion.model.rule.decide(q)
+    assert (out.loc[~new, "category"].to_numpy() == rule[~new.to_numpy()]).all()
+    assert out["risk_score"].between(0, 1).all()
     assert (out["observed_category"] == features["observed_category"]).all()
 
 

@@ -101,6 +101,7 @@ def _scores(n: int = 6) -> pd.DataFrame:
         "p_good": p[:, 0], "p_doubtful": p[:, 1], "p_forgetful": p[:, 2], "p_bad": p[:, 3],
         "observed_category": ["good"] * n,
         "n_matured": [5] * n,
+        "risk_score": 1 - p[:, 0],  # issue 11: every scored row carries a risk score
     })
 
 
@@ -128,3 +129,12 @@ def test_broken_scores_fail_naming_the_expectation(change, expectation):
 def test_a_lost_row_fails_the_row_count_check():
     with pytest.raises(ValidationFailed, match="one_score_per_feature_row"):
         validate_frame(_scores(), "customer_scores", {"features_row_count": 7})
+
+
+@pytest.mark.parametrize("value", [None, 1.2, -0.1])
+def test_missing_or_out_of_range_risk_score_fails(value):
+    frame = _scores()
+    frame["risk_score"] = frame["risk_score"].astype(object)
+    frame.loc[0, "risk_score"] = value
+    with pytest.raises(ValidationFailed, match="risk_score"):
+        validate_frame(frame, "customer_scores", {"features_row_count": len(frame)}).raise_on_critical()
