@@ -163,8 +163,10 @@ class CustomerCategory(BaseModel):
     observed_category: Category | None
     as_of_date: date
     model_version: str
-    risk_score: float | None = Field(default=None, description="Null until the risk-score migration (0008) is served.")
-    reason_codes: list[str] | None = Field(default=None, description="Null until the risk-score migration (0008) is served.")
+    risk_score: float | None = Field(default=None, description="Calibrated probability (0-1) of the named outcome over the horizon (README \"Risk score, categories and reasons\"); null on rows written by a model before it.")
+    reason_codes: list[str] | None = Field(default=None, description="Up to 3 stable reason codes, strongest first.")
+    reason_texts_pt_br: list[str] | None = Field(default=None, description="The reason codes' pt-BR texts, same order.")
+    reason_texts_en: list[str] | None = Field(default=None, description="The reason codes' English texts, same order.")
 
 
 class CustomerPage(BaseModel):

@@ -78,8 +78,9 @@ BILLING_VIEW_COLUMNS: tuple[str, ...] = (
 # change (the HTTP service's answer already has both fields, null until then).
 CUSTOMER_READ_COLUMNS: tuple[str, ...] = BILLING_VIEW_COLUMNS
 # "Riskiest first" for a company's list, most significant key first (customer_id
-# breaks ties); with 0008 this becomes ("risk_score DESC",).
-RISK_ORDER: tuple[str, ...] = ("p_bad DESC", "p_forgetful DESC")
+# breaks ties): the calibrated risk score of migration 0008 (rows written by a
+# model before it have none and come last), then p_bad.
+RISK_ORDER: tuple[str, ...] = ("risk_score DESC NULLS LAST", "p_bad DESC")
 
 
 @lru_cache(maxsize=64)

@@ -123,7 +123,8 @@ def test_current_category_is_the_billing_row(client, scored_db):
         assert [body[f"p_{c}"] for c in ("good", "doubtful", "forgetful", "bad")] == [row.p_good, row.p_doubtful, row.p_forgetful, row.p_bad]
         assert body["observed_category"] == row.observed_category
         assert (body["as_of_date"], body["model_version"]) == (AS_OF.isoformat(), row.model_version)
-        assert body["risk_score"] is None and body["reason_codes"] is None
+        # issue 11 merged: the service serves the published risk score and reasons
+        assert body["risk_score"] == row.risk_score and body["reason_codes"] == list(row.reason_codes)
 
 
 def test_unknown_customer_and_injection_shaped_ids_are_404_json(client, scored_db):
@@ -163,7 +164,7 @@ def test_company_list_is_riskiest_first_filtered_and_paginated(client, scored_db
     mine = rows[rows.company_id == company]
     for category in (None, "good", "bad"):
         subset = mine if category is None else mine[mine.category == category]
-        expected = subset.sort_values(["p_bad", "p_forgetful", "customer_id"], ascending=[False, False, True]).customer_id.tolist()
+        expected = subset.sort_values(["risk_score", "p_bad", "customer_id"], ascending=[False, False, True], na_position="last").customer_id.tolist()
         got, offset = [], 0
         while True:
             query = f"limit=7&offset={offset}" + (f"&category={category}" if category else "")
