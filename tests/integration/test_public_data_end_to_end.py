@@ -116,6 +116,31 @@ def test_ibm_accounts_receivable_load_retrain_score(clean_db, prefect_harness, t
     assert dict(counts) == {"good": 17, "doubtful": 37, "forgetful": 23, "bad": 23}  # the data set's README
 
 
+def test_backtest_command_on_the_ibm_file(clean_db, prefect_harness, tmp_path, cli):
+    """Issue 11: score the IBM book as of 2013-10-12, then backtest that run with what happened by 2014-01-10."""
+    import json
+    import subprocess
+
+    source = REAL / "ibm_accounts_receivable" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+    scored_on = date(2013, 10, 12)  # 2014-01-10 minus H = 90 days: its window has just matured
+    _run_pipeline(clean_db, source, "ibm_accounts_receivable", scored_on, tmp_path)
+    done = subprocess.run([*cli, "backtest", "--as-of", "2014-01-10"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["horizon_days"] == 90 and [r["as_of"] for r in out["runs"]] == ["2013-10-12"]
+    run = out["runs"][0]
+    # every one of the 94 customers with an invoice due in (2013-10-12, 2014-01-10] (README "Results on public data")
+    assert run["with outcome"] == 94
+    assert 0.5 < run["risk AUC"] <= 1 and 0.5 < run["observed AUC"] <= 1
+    assert 0 <= run["risk ECE"] <= 1 and 0 <= run["risk Brier"] <= 1
+    with clean_db.connect() as conn:
+        row = conn.execute(sa.text("SELECT as_of_date, n_with_outcome, risk_auc FROM backtest_reports")).one()
+    assert (row.as_of_date, row.n_with_outcome) == (scored_on, 94) and row.risk_auc == pytest.approx(run["risk AUC"], abs=5e-4)
+    # nothing matured yet for a later window: one line, exit code 1
+    early = subprocess.run([*cli, "backtest", "--as-of", "2013-12-01"], cwd=tmp_path, capture_output=True, text=True)
+    assert early.returncode == 1 and early.stderr.strip().startswith("error: no scoring run to backtest")
+
+
 @pytest.mark.slow
 def test_nigeria_test_file_load_retrain_score(clean_db, prefect_harness, tmp_path):
     source = REAL / "nigeria_superlender_loans" / "testprevloans.csv"
