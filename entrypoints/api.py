@@ -195,6 +195,8 @@ class Score(BaseModel):
     observed_category: Category
     n_matured: int
     model_version: str
+    risk_score: float | None = Field(default=None, description="Calibrated probability (0-1) of the named outcome over the horizon.")
+    reason_codes: list[str] | None = Field(default=None, description="Up to 3 stable reason codes, strongest first (none for `new` customers).")
     features: dict[str, float] | None = Field(default=None, description="The model inputs (with ?include_features=true).")
 
 
@@ -462,7 +464,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=PAGE_LIMIT_MAX)] = 100,
         offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     ) -> dict:
-        """A company's customers riskiest first (p_bad, then p_forgetful, descending), one page at a time."""
+        """A company's customers riskiest first (risk score, then p_bad, descending), one page at a time."""
         total, rows = results.read_company_customers(engine, company_id, category=category, limit=limit, offset=offset)
         return {"company_id": company_id, "category": category, "total": total, "limit": limit, "offset": offset, "items": rows}
 
@@ -491,6 +493,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             "observed_category": row["observed_category"],
             "n_matured": int(row["n_matured"]),
             "model_version": champion.version,
+            "risk_score": float(row["risk_score"]) if "risk_score" in row.index else None,
+            "reason_codes": [str(c) for c in row["reason_codes"]] if "reason_codes" in row.index else None,
         }
         if include_features:
             out["features"] = {c: float(features.iloc[0][c]) for c in FEATURE_COLUMNS}
