@@ -179,42 +179,34 @@ def db_stop() -> None:
     typer.echo("embedded PostgreSQL stopped" if _run(lambda: stop_embedded(_settings())) else "embedded PostgreSQL was not running")
 
 
-@db_app.command("billing-password")
-def db_billing_password() -> None:
-    """Set the billing_reader role's password from the BILLING_READER_PASSWORD variable."""
+def _set_role_password(role: str, variable: str) -> None:
+    """Give the LOGIN role ``role`` (billing_reader or api_reader: fixed names) the password in ``$variable``."""
     import os
 
     import sqlalchemy as sa
 
     def _set() -> None:
-        password = os.environ.get("BILLING_READER_PASSWORD")
+        password = os.environ.get(variable)
         if not password:
-            raise UserError("BILLING_READER_PASSWORD is not set")
+            raise UserError(f"{variable} is not set")
         with _engine().begin() as conn:
             quoted = conn.execute(sa.text("SELECT quote_literal(:p)"), {"p": password}).scalar_one()
-            conn.exec_driver_sql(f"ALTER ROLE billing_reader WITH LOGIN PASSWORD {quoted}".replace("%", "%%"))
+            conn.exec_driver_sql(f"ALTER ROLE {role} WITH LOGIN PASSWORD {quoted}".replace("%", "%%"))
 
     _run(_set)
-    typer.echo("billing_reader password set")
+    typer.echo(f"{role} password set")
+
+
+@db_app.command("billing-password")
+def db_billing_password() -> None:
+    """Set the billing_reader role's password from the BILLING_READER_PASSWORD variable."""
+    _set_role_password("billing_reader", "BILLING_READER_PASSWORD")
 
 
 @db_app.command("api-password")
 def db_api_password() -> None:
     """Set the HTTP service's read-only role api_reader's password from the API_READER_PASSWORD variable."""
-    import os
-
-    import sqlalchemy as sa
-
-    def _set() -> None:
-        password = os.environ.get("API_READER_PASSWORD")
-        if not password:
-            raise UserError("API_READER_PASSWORD is not set")
-        with _engine().begin() as conn:
-            quoted = conn.execute(sa.text("SELECT quote_literal(:p)"), {"p": password}).scalar_one()
-            conn.exec_driver_sql(f"ALTER ROLE api_reader WITH LOGIN PASSWORD {quoted}".replace("%", "%%"))
-
-    _run(_set)
-    typer.echo("api_reader password set")
+    _set_role_password("api_reader", "API_READER_PASSWORD")
 
 
 # ---------------------------------------------------------------- load
