@@ -11,7 +11,9 @@ A run produces:
 * ``backtest_reports`` rows: every scoring run of the last 3 horizons whose
   window has matured, against what its customers did (risk-score and
   observed-category AUC, Brier, ECE, bad rate per category, macro-F1);
-* four Prefect artifacts: ``backtest`` (table), ``drift-table``,
+* Prefect artifacts: ``backtest`` (table), ``risk-pictures`` (the risk
+  score's calibration curve on the newest matured run and the category
+  shares of the last 8 weeks, as pictures), ``drift-table``, ``drift-chart``,
   ``retrain-decision`` (markdown) and ``champion-vs-challenger`` (when a
   challenger was trained);
 * when a trigger fired: a challenger trained on the latest window and judged
@@ -45,6 +47,7 @@ from tasks.retraining import (
     measure_drift,
     measure_performance_decay,
     publish_backtest,
+    publish_risk_pictures,
     publish_retrain_artifacts,
     resolve_as_of,
     train,
@@ -83,6 +86,7 @@ def retrain_on_drift(force: bool = False, as_of: date | None = None) -> dict:
     measured = measure_drift.with_options(**db)(settings, as_of, champion, rules)
     backtests = backtest_scoring_runs.with_options(**db)(settings, as_of, rules, str(flow_run.id))
     publish_backtest(backtests, as_of)
+    publish_risk_pictures.with_options(**db)(settings, as_of, backtests)
     decay = measure_performance_decay.with_options(**db)(settings, as_of, rules)
     logger.info(
         "read: champion %s, %s reference / %s current customers, %s matured predictions",

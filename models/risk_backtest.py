@@ -66,6 +66,24 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10, strategy: str = "width") -
     return float(total)
 
 
+def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
+    """The calibration curve behind :func:`ece`'s equal-width bins: one dict per non-empty bin.
+
+    Each: ``lower``/``upper`` (the bin's score range, share 0-1), ``n``
+    (customers), ``mean_score`` and ``outcome_rate`` (share 0-1).  A
+    calibrated score has ``mean_score`` close to ``outcome_rate`` in every bin.
+    """
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    out = []
+    for b in range(bins):
+        mask = index == b
+        if mask.any():
+            out.append({"lower": b / bins, "upper": (b + 1) / bins, "n": int(mask.sum()),
+                        "mean_score": float(p[mask].mean()), "outcome_rate": float(y[mask].mean())})
+    return out
+
+
 def auc(y: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC; NaN when only one outcome occurs."""
     y = np.asarray(y)
@@ -110,6 +128,7 @@ def score_metrics(y: np.ndarray, p: np.ndarray) -> dict:
         "brier": float(np.mean((p - y) ** 2)) if len(y) else float("nan"),
         "ece": ece(y, p, strategy="width"),
         "ece_equal_count": ece(y, p, strategy="count"),
+        "reliability": reliability(y, p) if len(y) else [],
     }
 
 

@@ -5,10 +5,13 @@ The tasks in ``tasks/scoring.py`` publish these; tests read them without Prefect
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
+from payer_scoring.db import read_sql
 from payer_scoring.results import WriteSummary
 from payer_scoring.rules import CATEGORIES, CATEGORY_LABELS
 from payer_scoring.validation import ValidationReport
@@ -80,3 +83,25 @@ def run_summary_markdown(summary: dict) -> str:
         *(f"| {name} | {secs:.2f} |" for name, secs in summary["seconds"].items()),
     ]
     return "\n".join(lines)
+
+
+def weekly_category_counts(engine: Engine, as_of: date, weeks: int = 8) -> list[dict]:
+    """Category counts of the last scoring date of each of the ``weeks`` 7-day periods ending at ``as_of``.
+
+    Reads ``customer_category_history`` (what was published, after
+    hysteresis).  Returns [{as_of: date, counts: {category: customers}}],
+    oldest first; a period without a scoring run is left out (so fewer than
+    ``weeks`` rows, or none before the first run).
+    """
+    first = as_of - timedelta(days=7 * weeks - 1)
+    latest: dict[int, date] = {}
+    with engine.connect() as conn:
+        days = conn.execute(sa.text(read_sql("results/scoring_dates_between")), {"first": first, "last": as_of}).scalars()
+        for day in days:
+            latest[(as_of - day).days // 7] = day  # oldest first: the last one kept is the period's latest
+    out = []
+    with engine.connect() as conn:
+        for day in sorted(latest.values()):
+            rows = conn.execute(sa.text(read_sql("results/category_counts_history")), {"as_of": day}).all()
+            out.append({"as_of": day, "counts": {r.category: int(r.customers) for r in rows}})
+    return out

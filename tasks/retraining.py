@@ -15,7 +15,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from models import monitoring, registry, training
-from payer_scoring import charts, drift
+from payer_scoring import charts, drift, reports
 from payer_scoring.db import get_engine, prepare_database
 from payer_scoring.rules import Rules
 from payer_scoring.settings import Settings
@@ -102,6 +102,43 @@ def publish_backtest(reports: list[dict], as_of: date) -> list[dict]:
             description=f"Past scoring runs whose window matured by {as_of}: risk score vs observed category on realized outcomes",
         )
     return rows
+
+
+@task(name="publish_risk_pictures", cache_policy=NO_CACHE)
+def publish_risk_pictures(settings: Settings, as_of: date, backtests: list[dict]) -> dict:
+    """The ``risk-pictures`` markdown artifact: the analyst's view of the week, as two pictures.
+
+    1. The risk score's calibration curve on the newest matured scoring run
+       in ``backtests`` (:func:`models.risk_backtest.reliability`: published
+       score vs realized outcome rate, customers not ``new``); a sentence
+       instead when no run has matured yet (the first H days).
+    2. The category shares of the last 8 weeks' runs
+       (:func:`payer_scoring.reports.weekly_category_counts`).
+
+    Returns {calibrated_run: as-of or None, weeks: number of bars}.
+    """
+    with_curve = [b for b in backtests if (b.get("risk") or {}).get("reliability")]
+    weeks = reports.weekly_category_counts(get_engine(settings), as_of)
+    parts = [f"## Risk score and categories as of {as_of}"]
+    if with_curve:
+        newest = with_curve[-1]
+        risk = newest["risk"]
+        svg = charts.calibration_chart_svg(
+            risk["reliability"], f"Risk score calibration: run of {newest['as_of_date']} vs its {settings.horizon_days}-day outcomes"
+        )
+        parts += [charts.markdown_image(svg, f"calibration of the run of {newest['as_of_date']}"),
+                  f"{risk['n']} judged customers; outcome: {newest['outcome']}; AUC {risk['auc']:.3f}, ECE {risk['ece']:.3f}. "
+                  "A dot above the diagonal: more customers went bad than the score said."]
+    else:
+        parts.append(f"No scoring run has matured yet (a run of date T is judged at T + {settings.horizon_days} days): no calibration curve.")
+    if weeks:
+        svg = charts.category_shares_svg(weeks, f"Category shares of the last {len(weeks)} weeks' runs")
+        parts.append(charts.markdown_image(svg, "category shares by week"))
+    else:
+        parts.append("No scoring run in the last 8 weeks: no category shares.")
+    create_markdown_artifact(key="risk-pictures", markdown="\n\n".join(parts),
+                             description=f"Risk score calibration and category shares by week, as of {as_of}")
+    return {"calibrated_run": with_curve[-1]["as_of_date"] if with_curve else None, "weeks": len(weeks)}
 
 
 @task(name="write_drift_report", cache_policy=NO_CACHE)

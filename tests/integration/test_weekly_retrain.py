@@ -68,6 +68,29 @@ def _artifact_keys(flow_run_id: str) -> set[str]:
     return {a.key for a in artifacts}
 
 
+def _assert_calibration_picture(flow_run_id: str, engine, run_date: date) -> None:
+    """The risk-pictures artifact draws one dot per non-empty score bin of that run's backtest, and the bins hold its judged customers."""
+    import base64
+    import re
+    import xml.etree.ElementTree as ET
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        (artifact,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]), key=ArtifactFilterKey(any_=["risk-pictures"])))
+    assert f"run of {run_date}" in artifact.data
+    svgs = [base64.b64decode(m).decode() for m in re.findall(r"data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)", artifact.data)]
+    dots = len(list(ET.fromstring(svgs[0]).iter("{http://www.w3.org/2000/svg}circle")))
+    with engine.connect() as conn:
+        metrics = conn.execute(sa.text("SELECT metrics FROM backtest_reports WHERE as_of_date = :d"), {"d": run_date}).scalar_one()
+    bins = metrics["risk"]["reliability"]
+    assert dots == len(bins) >= 2
+    assert sum(b["n"] for b in bins) == metrics["risk"]["n"]
+    assert all(b["lower"] <= b["mean_score"] <= b["upper"] for b in bins)
+
+
 def _drifted_share(feature_drift: dict) -> float:
     """Share of drifted features among those the triggers count (recomputed from the stored report)."""
     exempt = set(get_settings().exempt_features())
@@ -169,7 +192,8 @@ def test_drift_flags_shifted_features_and_the_challenger_is_judged_by_the_rule(e
     print(f"realized macro-F1 {perf['realized_macro_f1']:.4f} vs holdout {perf['expected_macro_f1']:.4f} on {perf['n']}; triggers {row.triggers}")
     print(f"decision {row.decision}: champion {champ['macro_f1']:.4f}/{champ['log_loss']:.4f}, "
           f"challenger {chall['macro_f1']:.4f}/{chall['log_loss']:.4f} (macro-F1/log-loss)")
-    assert {"drift-table", "retrain-decision", "champion-vs-challenger", "backtest"} <= _artifact_keys(row.flow_run_id)
+    assert {"drift-table", "retrain-decision", "champion-vs-challenger", "backtest", "risk-pictures"} <= _artifact_keys(row.flow_run_id)
+    _assert_calibration_picture(row.flow_run_id, engine, date(2026, 5, 27))
     # the backtest of the 2026-05-27 run: published risk score vs realized outcomes, and the decay uses it
     with engine.connect() as conn:
         backtest = conn.execute(
