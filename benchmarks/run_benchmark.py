@@ -277,7 +277,9 @@ def prepare_database(customers: int, seed: int, reuse: bool) -> dict:
         dbmod.apply_migrations(engine)
         print(f"{name}: generating {customers:,} customers (seed {seed}) ...", flush=True)
         started = time.perf_counter()
-        summary = generate_to_database(engine, GeneratorConfig(customers=customers, seed=seed))
+        from payer_scoring.settings import Settings
+
+        summary = generate_to_database(engine, GeneratorConfig(customers=customers, seed=seed), today=Settings().today())
         generated_seconds = time.perf_counter() - started
         print(f"  {summary}", flush=True)
         with engine.connect() as conn:
