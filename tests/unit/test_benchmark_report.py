@@ -56,21 +56,55 @@ def test_daily_total_counts_only_the_daily_stages_and_speedup():
 
 
 def test_verdicts_name_each_target_met_or_missed():
+    # issue 14's targets: < 60 s and < 2 GB at 1M, validation and features <= 3x their floor,
+    # write-back >= 300,000 rows/s, prediction >= 100,000 customers/s, retrain < 120 s, load >= 200,000 rows/s
     result = {
         "customers": 1_000_000,
-        "daily_total_seconds": 150.0,
-        "daily_peak_rss_mb": 5 * 1024.0,
+        "daily_total_seconds": 55.0,
+        "daily_peak_rss_mb": 2.5 * 1024.0,
+        "validation_vs_scan_floor": 4.0,
         "features_vs_scan_floor": 2.5,
-        "stages": [{"name": "write-back", "rows_per_s": 100_000.0}],
+        "stages": [{"name": "write-back", "rows_per_s": 100_000.0}, {"name": "prediction", "rows_per_s": 150_000.0},
+                   {"name": "retrain (models.training.train)", "seconds": 130.0},
+                   {"name": "load payments (CLI, export CSV)", "rows_per_s": 210_000.0}],
     }
     lines = bench.verdicts(result)
-    assert lines[0].startswith("met: daily run 150 s")
-    assert lines[1].startswith("MISSED: daily run peak RSS 5.00 GB")
-    assert lines[2].startswith("met: feature query 2.5×")
-    assert lines[3].startswith("MISSED: write-back 100,000 rows/s")
+    assert lines[0].startswith("met: daily run 55 s")
+    assert lines[1].startswith("MISSED: daily run peak RSS 2.50 GB")
+    assert lines[2].startswith("MISSED: payments validation 4.0×")
+    assert lines[3].startswith("met: feature query 2.5×")
+    assert lines[4].startswith("MISSED: write-back 100,000 rows/s")
+    assert lines[5].startswith("met: prediction 150,000 customers/s")
+    assert lines[6].startswith("MISSED: retrain 130 s")
+    assert lines[7].startswith("met: load payments 210,000 rows/s")
+    assert bench.verdicts({**result, "daily_total_seconds": 61.0})[0].startswith("MISSED: daily run 61 s")
     small = bench.verdicts({**result, "customers": 100_000, "daily_total_seconds": 10.0, "speedup_vs_naive": 25.0})
     assert small[0] == "info: daily run 10.0 s (≈ 100 s if linear to 1M)"
     assert small[-1].startswith("met: 25× faster than naive")
+
+
+def test_linearity_is_the_spread_of_seconds_per_customer():
+    sizes = [
+        {"customers": 100_000, "stages": [{"name": "floor: scan", "seconds": 1.0}, {"name": "a", "seconds": 1.0},
+                                          {"name": "b", "seconds": 2.0}, {"name": "only here", "seconds": 1.0}]},
+        {"customers": 1_000_000, "stages": [{"name": "floor: scan", "seconds": 9.0}, {"name": "a", "seconds": 10.5},
+                                            {"name": "b", "seconds": 26.0}]},
+    ]
+    rows = bench.linearity(sizes)
+    # a: 10 us then 10.5 us per customer (5 % spread); b: 20 then 26 (30 %); floors and one-size stages left out
+    assert rows == [
+        {"stage": "a", "us_per_customer": {100_000: 10.0, 1_000_000: 10.5}, "spread": 0.05, "ok": True},
+        {"stage": "b", "us_per_customer": {100_000: 20.0, 1_000_000: 26.0}, "spread": 0.3, "ok": False},
+    ]
+    table = bench.format_linearity(rows).splitlines()
+    assert table[-1] == "| b | 20.0 | 26.0 | 30% | MISSED |"
+    assert bench.linearity(sizes[:1]) == []
+
+
+def test_runner_env():
+    assert bench.runner_env("dask:2") == {"PAYER_SCORING_TASK_RUNNER": "dask", "PAYER_SCORING_DASK_WORKERS": "2"}
+    with pytest.raises(SystemExit):
+        bench.runner_env("ray:2")
 
 
 def test_database_names():
