@@ -122,12 +122,15 @@ def category_shares_svg(weeks: list[dict], title: str) -> str:
     """SVG of one 100 % stacked horizontal bar per scoring date: the share of customers in each category.
 
     ``weeks``: [{as_of (date or str), counts: {category: customers}}], drawn
-    top to bottom in the given order (oldest first); segments in the fixed
-    category order of :data:`payer_scoring.rules.CATEGORIES`, with a legend.
+    top to bottom in the given order (oldest first), labelled with the date
+    and (in brackets) the run's customers; segments in the fixed category
+    order of :data:`payer_scoring.rules.CATEGORIES`, their share printed on
+    those of 4 % or more (the caller gives the exact shares as a table), and a
+    two-row legend.
     Returns the SVG document.
     """
     width = LABEL_WIDTH + BAR_WIDTH + 70
-    height = 50 + ROW_HEIGHT * len(weeks) + 40
+    height = 50 + ROW_HEIGHT * len(weeks) + 58
     parts = _svg_open(width, height, title)
     for i, week in enumerate(weeks):
         y = 40 + i * ROW_HEIGHT
@@ -140,14 +143,16 @@ def category_shares_svg(weeks: list[dict], title: str) -> str:
                 continue
             parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{BAR_WIDTH * share:.1f}" height="{ROW_HEIGHT - 6}" '
                          f'fill="{CATEGORY_COLOURS[code]}"><title>{code}: {share:.1%}</title></rect>')
-            if share >= 0.06:
+            if share >= 0.04:
                 parts.append(f'<text x="{x + BAR_WIDTH * share / 2:.1f}" y="{y + 15}" text-anchor="middle" fill="white" '
                              f'font-size="10">{share:.0%}</text>')
             x += BAR_WIDTH * share
     legend_y = 50 + ROW_HEIGHT * len(weeks) + 10
-    for k, code in enumerate(CATEGORIES):
-        x = 10 + k * 130
-        parts.append(f'<rect x="{x}" y="{legend_y}" width="12" height="12" fill="{CATEGORY_COLOURS[code]}"/>')
-        parts.append(f'<text x="{x + 16}" y="{legend_y + 11}">{escape(CATEGORY_LABELS[code])}</text>')
+    for k, code in enumerate(CATEGORIES):  # two rows: five pt-BR labels (up to ~150 px each) do not fit in one
+        x = 10 + (k % 3) * (width - 20) / 3
+        if k == 3:
+            legend_y += 18
+        parts.append(f'<rect x="{x:.1f}" y="{legend_y}" width="12" height="12" fill="{CATEGORY_COLOURS[code]}"/>')
+        parts.append(f'<text x="{x + 16:.1f}" y="{legend_y + 11}">{escape(CATEGORY_LABELS[code])}</text>')
     parts.append("</svg>")
     return "\n".join(parts)

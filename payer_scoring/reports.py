@@ -105,3 +105,14 @@ def weekly_category_counts(engine: Engine, as_of: date, weeks: int = 8) -> list[
             rows = conn.execute(sa.text(read_sql("results/category_counts_history")), {"as_of": day}).all()
             out.append({"as_of": day, "counts": {r.category: int(r.customers) for r in rows}})
     return out
+
+
+def weekly_shares_markdown(weeks: list[dict]) -> str:
+    """Markdown table of :func:`weekly_category_counts`: one row per run, the share (%) of each category and the customers."""
+    head = "| as of | " + " | ".join(CATEGORIES) + " | customers |"
+    lines = [head, "|---|" + "---:|" * (len(CATEGORIES) + 1)]
+    for week in weeks:
+        total = sum(week["counts"].values()) or 1
+        cells = " | ".join(f"{100 * week['counts'].get(code, 0) / total:.1f} %" for code in CATEGORIES)
+        lines.append(f"| {week['as_of']} | {cells} | {sum(week['counts'].values()):,} |")
+    return "\n".join(lines)

@@ -83,7 +83,7 @@ def apply_promotion(settings: Settings, version: str, promote: bool) -> None:
 
 @task(name="backtest_scoring_runs", cache_policy=NO_CACHE)
 def backtest_scoring_runs(settings: Settings, as_of: date, rules: Rules, flow_run_id: str | None = None) -> list[dict]:
-    """:func:`models.monitoring.backtest_scoring_runs` over the past ``2 x horizon`` days (rows upserted in backtest_reports)."""
+    """:func:`models.monitoring.backtest_scoring_runs` over the past ``3 x horizon`` days (rows upserted in backtest_reports)."""
     from datetime import timedelta
 
     first = as_of - timedelta(days=3 * settings.horizon_days)
@@ -132,8 +132,10 @@ def publish_risk_pictures(settings: Settings, as_of: date, backtests: list[dict]
     else:
         parts.append(f"No scoring run has matured yet (a run of date T is judged at T + {settings.horizon_days} days): no calibration curve.")
     if weeks:
-        svg = charts.category_shares_svg(weeks, f"Category shares of the last {len(weeks)} weeks' runs")
-        parts.append(charts.markdown_image(svg, "category shares by week"))
+        svg = charts.category_shares_svg(weeks, f"Category shares, last 8 weeks ({len(weeks)} runs: each week's latest)")
+        parts += [charts.markdown_image(svg, "category shares by week"),
+                  "Each bar: the week's latest run as published (after hysteresis); in brackets its customers.",
+                  reports.weekly_shares_markdown(weeks)]
     else:
         parts.append("No scoring run in the last 8 weeks: no category shares.")
     create_markdown_artifact(key="risk-pictures", markdown="\n\n".join(parts),

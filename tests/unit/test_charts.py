@@ -83,3 +83,11 @@ def test_reliability_bins_are_the_ece_bins():
     assert [b["outcome_rate"] for b in bins] == [0.0, 1.0, 0.5]
     # the ECE is the n-weighted gap of these bins
     assert ece(y, p) == sum(b["n"] / 6 * abs(b["mean_score"] - b["outcome_rate"]) for b in bins)
+
+
+def test_weekly_shares_table_gives_the_exact_shares():
+    from payer_scoring.reports import weekly_shares_markdown
+
+    table = weekly_shares_markdown([{"as_of": "2026-11-30", "counts": {"good": 1, "bad": 3}}]).splitlines()
+    assert table[0] == "| as of | new | good | doubtful | forgetful | bad | customers |"
+    assert table[2] == "| 2026-11-30 | 0.0 % | 25.0 % | 0.0 % | 0.0 % | 75.0 % | 4 |"
