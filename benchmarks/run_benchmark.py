@@ -504,28 +504,19 @@ def child_score(facts: dict) -> dict:
 
 
 def _tree_rss_kb(root: int) -> int:
-    """VmRSS of ``root`` and its descendants (e.g. Dask worker processes), less Prefect's temporary API server (uvicorn)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        todo.extend(children.get(pid, []))
+    """RSS of ``root`` and its descendants (e.g. Dask worker processes), less Prefect's temporary API server (uvicorn), in KiB."""
+    import psutil
+
+    total = 0
+    parent = psutil.Process(root)
+    for proc in [parent, *parent.children(recursive=True)]:
         try:
-            if pid != root and b"uvicorn" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if proc.pid != root and any("uvicorn" in part for part in proc.cmdline()):
                 continue
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
+            total += proc.memory_info().rss
+        except psutil.Error:  # ended meanwhile
             continue
-    return total
+    return total // 1024
 
 
 class TreeRssSampler(RssSampler):
