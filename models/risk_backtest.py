@@ -46,6 +46,13 @@ from payer_scoring.rules import CLASSES, Rules
 ORDINAL = {c: k for k, c in enumerate(CLASSES)}
 
 
+def _bins(p: np.ndarray, bins: int, strategy: str) -> np.ndarray:
+    """Bin index (0 .. bins - 1) of each score: ``width`` equal-width bins on [0, 1] (1.0 in the last), ``count`` equal-count by rank."""
+    if strategy == "width":
+        return np.minimum((p * bins).astype(int), bins - 1)
+    return np.minimum((np.argsort(np.argsort(p, kind="stable"), kind="stable") * bins) // len(p), bins - 1)
+
+
 def ece(y: np.ndarray, p: np.ndarray, bins: int = 10, strategy: str = "width") -> float:
     """Expected calibration error: sum_b (n_b / n) |mean p_b - mean y_b| over ``bins`` bins.
 
@@ -54,10 +61,7 @@ def ece(y: np.ndarray, p: np.ndarray, bins: int = 10, strategy: str = "width") -
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
     if not len(y):
         return float("nan")
-    if strategy == "width":
-        index = np.minimum((p * bins).astype(int), bins - 1)
-    else:
-        index = np.minimum((np.argsort(np.argsort(p, kind="stable"), kind="stable") * bins) // len(p), bins - 1)
+    index = _bins(p, bins, strategy)
     total = 0.0
     for b in range(bins):
         mask = index == b
@@ -74,14 +78,12 @@ def reliability(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
     calibrated score has ``mean_score`` close to ``outcome_rate`` in every bin.
     """
     y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
-    index = np.minimum((p * bins).astype(int), bins - 1)
-    out = []
-    for b in range(bins):
-        mask = index == b
-        if mask.any():
-            out.append({"lower": b / bins, "upper": (b + 1) / bins, "n": int(mask.sum()),
-                        "mean_score": float(p[mask].mean()), "outcome_rate": float(y[mask].mean())})
-    return out
+    index = _bins(p, bins, "width")
+    return [
+        {"lower": b / bins, "upper": (b + 1) / bins, "n": int((index == b).sum()),
+         "mean_score": float(p[index == b].mean()), "outcome_rate": float(y[index == b].mean())}
+        for b in range(bins) if (index == b).any()
+    ]
 
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:

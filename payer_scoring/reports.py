@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from payer_scoring.db import read_sql
-from payer_scoring.results import WriteSummary
+from payer_scoring.results import WriteSummary, scoring_dates
 from payer_scoring.rules import CATEGORIES, CATEGORY_LABELS
 from payer_scoring.validation import ValidationReport
 
@@ -95,16 +95,14 @@ def weekly_category_counts(engine: Engine, as_of: date, weeks: int = 8) -> list[
     """
     first = as_of - timedelta(days=7 * weeks - 1)
     latest: dict[int, date] = {}
+    for day in scoring_dates(engine, first, as_of):
+        latest[(as_of - day).days // 7] = day  # oldest first: the last one kept is the period's latest
+    days = sorted(latest.values())
+    counts: dict[date, dict[str, int]] = {day: {} for day in days}
     with engine.connect() as conn:
-        days = conn.execute(sa.text(read_sql("results/scoring_dates_between")), {"first": first, "last": as_of}).scalars()
-        for day in days:
-            latest[(as_of - day).days // 7] = day  # oldest first: the last one kept is the period's latest
-    out = []
-    with engine.connect() as conn:
-        for day in sorted(latest.values()):
-            rows = conn.execute(sa.text(read_sql("results/category_counts_history")), {"as_of": day}).all()
-            out.append({"as_of": day, "counts": {r.category: int(r.customers) for r in rows}})
-    return out
+        for r in conn.execute(sa.text(read_sql("results/category_counts_history")), {"days": days}):
+            counts[r.as_of_date][r.category] = int(r.customers)
+    return [{"as_of": day, "counts": counts[day]} for day in days]
 
 
 def weekly_shares_markdown(weeks: list[dict]) -> str:

@@ -374,17 +374,13 @@ def read_scored_history(engine: Engine, as_of: date) -> pd.DataFrame:
 
 
 def scoring_dates(engine: Engine, first: date | None, last: date | None) -> list[date]:
-    """Distinct scoring dates in the history within [first, last] (None: unbounded), oldest first."""
+    """Distinct scoring dates in the history within [first, last] (None: unbounded), oldest first.
+
+    ``sql/results/scoring_dates_between.sql``: one index probe per date, not a scan of every customer row.
+    """
+    bounds = {"first": first or date.min, "last": last or date.max}
     with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text(
-                "SELECT DISTINCT as_of_date FROM customer_category_history "
-                "WHERE (CAST(:first AS date) IS NULL OR as_of_date >= :first) "
-                "AND (CAST(:last AS date) IS NULL OR as_of_date <= :last) ORDER BY 1"
-            ),
-            {"first": first, "last": last},
-        ).scalars()
-        return list(rows)
+        return list(conn.execute(sa.text(read_sql("results/scoring_dates_between")), bounds).scalars())
 
 
 def category_counts(engine: Engine, as_of: date) -> dict[str, int]:

@@ -1,6 +1,6 @@
--- Customers per category written to the history for one scoring date
+-- Customers per category written to the history for each of the scoring dates :days
 -- (the primary key (as_of_date, company_id, customer_id) serves the filter).
-SELECT category, count(*) AS customers
+SELECT as_of_date, category, count(*) AS customers
 FROM customer_category_history
-WHERE as_of_date = :as_of
-GROUP BY category
+WHERE as_of_date = ANY(:days)
+GROUP BY as_of_date, category
