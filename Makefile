@@ -37,9 +37,9 @@ test: venv
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
 
-## bench: daily scoring and retraining at 100k and 1M customers against the database's floors
+## bench: daily scoring, retraining and loading at 100k, 300k and 1M customers against the database's floors
 ##        (README "Benchmark"); BENCH_ARGS="--sizes 100000" for the small size only
-BENCH_ARGS ?= --sizes 100000,1000000 --reuse --keep-db
+BENCH_ARGS ?= --sizes 100000,300000,1000000 --reuse --keep-db --flows in-process
 bench: venv
 	$(BIN)/python benchmarks/run_benchmark.py $(BENCH_ARGS)
 

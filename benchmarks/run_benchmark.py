@@ -531,12 +531,17 @@ class TreeRssSampler(RssSampler):
 
 
 def runner_env(runner: str) -> dict[str, str]:
-    """Settings (environment) that choose the daily flow's task runner: ``local`` or ``dask:<workers>``."""
-    if runner == "local":
-        return {"PAYER_SCORING_TASK_RUNNER": "local"}
+    """Settings (environment) that choose the daily flow's task runner: ``in-process`` or ``dask:<workers>``.
+
+    ``PAYER_SCORING_TASK_RUNNER`` / ``_DASK_WORKERS`` are the names of the
+    Dask runner's settings (branch i14-writeback, not merged yet); until then
+    every runner runs in-process.
+    """
+    if runner == "in-process":
+        return {"PAYER_SCORING_TASK_RUNNER": "in-process"}
     kind, _, workers = runner.partition(":")
     if kind != "dask" or not workers.isdigit():
-        raise SystemExit(f"--flows: '{runner}' is not local or dask:<workers>")
+        raise SystemExit(f"--flows: '{runner}' is not in-process or dask:<workers>")
     return {"PAYER_SCORING_TASK_RUNNER": "dask", "PAYER_SCORING_DASK_WORKERS": workers}
 
 
@@ -905,7 +910,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="100000,300000,1000000", help="comma-separated customer counts")
     parser.add_argument("--no-load", action="store_true", help="skip timing `load payments` on a generated export")
     parser.add_argument("--flows", default="",
-                        help="comma-separated task runners to time the whole daily flow with, e.g. local,dask:1,dask:2")
+                        help="comma-separated task runners to time the whole daily flow with, e.g. in-process,dask:1,dask:2")
     parser.add_argument("--flows-at", default="1000000", help="sizes at which --flows run (comma-separated)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--reuse", action="store_true", help="reuse a benchmark database holding the same seed and size")
