@@ -934,6 +934,8 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    for runner in (f for f in args.flows.split(",") if f.strip()):
+        runner_env(runner)  # a wrong --flows stops here, not after minutes of generating and timing
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     run = {"date": date.today().isoformat(), "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
            "machine": machine(), "seed": args.seed, "targets": TARGETS, "sizes": []}
