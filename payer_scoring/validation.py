@@ -2,9 +2,11 @@
 
 Three suites live as GX Core 1.x JSON in ``expectations/``:
 
-* ``payments`` runs inside PostgreSQL through GX's generic SQL data source (the
-  table is never pulled into Python; ``add_postgres`` is not used because it
-  refuses the embedded server's socket-only URL);
+* ``payments`` runs inside PostgreSQL in one scan of the table (see
+  :func:`validate_payments_in_database`); the catalog checks and anything the
+  one-pass translation does not cover run through GX's generic SQL data source
+  (the table is never pulled into Python; ``add_postgres`` is not used because
+  it refuses the embedded server's socket-only URL);
 * ``customer_features`` and ``customer_scores`` run on the in-memory frames
   through the pandas data source.
 
