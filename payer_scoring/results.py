@@ -336,6 +336,10 @@ def _session_settings(conn: Connection) -> None:
     # Sorts, hashes and index builds of a few hundred thousand rows stay in memory.
     conn.execute(sa.text("SELECT set_config('work_mem', '256MB', true)"))
     conn.execute(sa.text("SELECT set_config('maintenance_work_mem', '256MB', true)"))
+    # Joins on the text ids by hashing (byte comparison), not by sorting: the fresh staging table has no
+    # statistics, and the planner's merge join sorted both sides under the database's collation
+    # (5x slower than the hash join for 100,000 export-shaped ids).
+    conn.execute(sa.text("SELECT set_config('enable_mergejoin', 'off', true)"))
 
 
 def _create_staging(conn: Connection, name: str, as_of: date) -> None:
@@ -382,7 +386,12 @@ def _publish(conn: Connection, as_of: date, staged: int, lock_wait_seconds: floa
 
     _lock_current(conn, lock_wait_seconds)
     conn.execute(sa.text(results_sql("current_next")))
-    fates = dict(conn.execute(sa.text(results_sql("current_build")), params).tuples().all())
+    newest = conn.execute(sa.text("SELECT max(as_of_date) FROM customer_categories")).scalar()
+    if newest is None or newest < as_of:  # the daily case: two plain inserts, no merge of every row
+        fates = {"written": conn.execute(sa.text(results_sql("current_build_newer"))).rowcount}
+        conn.execute(sa.text(results_sql("current_build_kept")))
+    else:
+        fates = dict(conn.execute(sa.text(results_sql("current_build")), params).tuples().all())
     current_written, current_removed = int(fates.get("written", 0)), int(fates.get("removed", 0))
     if current_written or current_removed:
         _swap_current(conn)
