@@ -26,9 +26,13 @@ itself has no retries.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import time
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
 
+import pandas as pd
 from prefect import flow, get_run_logger
+from prefect.futures import wait
 from prefect.runtime import flow_run
 
 from payer_scoring import reports
@@ -39,13 +43,18 @@ from tasks.run_logs import project_loggers_at_info
 from tasks.scoring import (
     StepClock,
     check_suites,
+    create_staging,
+    dask_task_runner,
+    drop_staging,
     extract_features,
     load_champion,
     predict_categories,
     publish_category_distribution,
     stabilise_categories,
     publish_run_summary,
+    publish_staging,
     resolve_as_of,
+    score_partition,
     validate_features,
     validate_payments,
     validate_scores,
@@ -82,16 +91,21 @@ def score_customers(as_of: date | None = None) -> dict:
         tomorrow = settings.today() + timedelta(days=1)
         checks.add(clock.run(validate_payments.with_options(**db), settings, as_of, run_id, tomorrow))
         logger.info("validated payments as of %s: %d bills quarantined, %d warnings", as_of, checks.quarantined_bills, checks.warnings)
-        features = clock.run(extract_features.with_options(**db), settings, as_of, rules, exclude_run_id=run_id)
-        logger.info("read features of %d customers as of %s", len(features), as_of)
-        checks.add(clock.run(validate_features, features))
-        scores = clock.run(predict_categories, settings, champion, features, rules)
-        scores = clock.run(stabilise_categories.with_options(**db), settings, scores, as_of, rules, champion)
-        checks.add(clock.run(validate_scores, scores, len(features)))
+        if settings.task_runner == "dask":
+            written, categories = _score_partitioned(settings, as_of, rules, champion, run_id, checks, clock)
+        else:
+            features = clock.run(extract_features.with_options(**db), settings, as_of, rules, exclude_run_id=run_id)
+            logger.info("read features of %d customers as of %s", len(features), as_of)
+            checks.add(clock.run(validate_features, features))
+            scores = clock.run(predict_categories, settings, champion, features, rules)
+            scores = clock.run(stabilise_categories.with_options(**db), settings, scores, as_of, rules, champion)
+            checks.add(clock.run(validate_scores, scores, len(features)))
+            categories = scores[["category"]]
         logger.info("validated features and scores: %d warnings in total", checks.warnings)
 
-    written = clock.run(write_results.with_options(**db), settings, scores, as_of, champion.version, run_id)
-    shares = publish_category_distribution(scores, as_of)
+    if settings.task_runner != "dask":
+        written = clock.run(write_results.with_options(**db), settings, scores, as_of, champion.version, run_id)
+    shares = publish_category_distribution(categories, as_of)
     logger.info(
         "wrote as of %s with model %s: %d customers scored, %d current rows written, %d kept (newer as-of), %d history rows",
         as_of, champion.version, written.rows_staged, written.current_written, written.current_kept_newer, written.history_written,
@@ -99,3 +113,51 @@ def score_customers(as_of: date | None = None) -> dict:
     logger.info("decided categories: %s", ", ".join(f"{r['category']} {r['customers']}" for r in shares))
     summary = reports.run_summary(as_of, champion.version, checks.quarantined_bills, checks.warnings, written, clock.seconds)
     return publish_run_summary(summary)
+
+
+def _score_partitioned(settings: Settings, as_of: date, rules, champion, run_id: str, checks, clock: StepClock):
+    """``settings.task_runner == "dask"``: the customers in ``settings.dask_partitions`` partitions on Dask.
+
+    Each partition (task ``score_partition`` on the cluster of
+    :func:`tasks.scoring.dask_task_runner`) computes its features, predicts,
+    applies the hysteresis and COPYs into one per-run staging table; when every
+    partition has succeeded, one transaction swaps the staged rows into place
+    (``publish_staging``).  A failed partition fails the run and nothing is
+    published; the staging table is dropped either way.  Returns the write
+    summary and a frame of the decided categories (for the distribution artifact).
+    """
+    logger = get_run_logger()
+    db = db_retry_options(settings)
+    count = settings.dask_partitions
+    scored_at = datetime.now(timezone.utc)
+    staging = clock.run(create_staging.with_options(**db), settings, as_of)
+    try:
+        started = time.perf_counter()
+        with dask_task_runner(settings) as runner:
+            futures = [
+                runner.submit(
+                    score_partition.with_options(**db),
+                    parameters={
+                        "settings": settings, "as_of": as_of, "rules": rules, "champion": champion,
+                        "partition": (index, count), "staging": staging, "flow_run_id": run_id, "scored_at": scored_at,
+                    },
+                )
+                for index in range(count)
+            ]
+            wait(futures)  # every partition finishes (or fails) before anything is decided
+            parts = [future.result() for future in futures]  # raises the first failed partition's error
+        clock.seconds["score_partitions"] = round(time.perf_counter() - started, 3)
+        for part in parts:
+            checks.add(part.features_report)
+            checks.add(part.scores_report)
+        logger.info(
+            "scored %d customers in %d partitions (%s); %d categories held",
+            sum(p.customers for p in parts), count, ", ".join(str(p.customers) for p in parts), sum(p.categories_held for p in parts),
+        )
+        written = clock.run(publish_staging.with_options(**db), settings, staging, as_of)
+    finally:
+        drop_staging(settings, staging)
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part.category_counts)
+    return written, pd.DataFrame({"category": [code for code, n in total.items() for _ in range(n)]})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, field_validator
@@ -52,6 +53,22 @@ class Settings(BaseSettings):
     db_retries: int = Field(default=3, ge=0, description="Retries of the scoring tasks that touch the database, on transient errors.")
     db_retry_delay_seconds: float = Field(default=10.0, ge=0, description="First retry delay (s); doubles on each retry.")
     write_lock_wait_seconds: float = Field(default=300.0, ge=0, description="How long a scoring write waits for another run's write before giving up (s).")
+    # Task runner of the daily scoring (flows/daily_scoring.py; README "Scaling out").
+    task_runner: Literal["in-process", "dask"] = Field(
+        default="in-process",
+        description="in-process: one process scores every customer (default). dask: customers split into dask_partitions partitions scored on a Dask cluster (prefect-dask), swapped into place in one transaction.",
+    )
+    dask_partitions: int = Field(default=2, ge=1, description="Partitions of the customers with task_runner=dask (customer key modulo this).")
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of a running Dask scheduler (e.g. tcp://scheduler:8786) for a real cluster. Unset: a temporary LocalCluster of dask_workers workers on this machine.",
+    )
+    dask_workers: int = Field(default=2, ge=1, description="Workers of the temporary LocalCluster (ignored with dask_address).")
+    dask_threads_per_worker: int = Field(default=1, ge=1, description="Threads per LocalCluster worker.")
+    dask_processes: bool = Field(
+        default=False,
+        description="LocalCluster workers as separate processes (true) or threads of this process (false: no pickling; the database does most of the work).",
+    )
     # Weekly retrain on drift (flows/weekly_retrain.py; the thresholds are explained in payer_scoring/drift.py).
     drift_bins: int = Field(default=10, ge=2, description="PSI bins: quantiles of the champion's reference sample.")
     drift_drifted_share_max: float = Field(default=0.30, ge=0, le=1, description="Retrain when the share of drifted features (PSI >= 0.10 and KS significant) exceeds this.")

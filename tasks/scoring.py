@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 
 import pandas as pd
 from prefect import task
@@ -92,6 +93,15 @@ def stabilise_categories(settings: Settings, scores: pd.DataFrame, as_of: date, 
 
     Only categories the same champion published are held (after a promotion the new model's categories apply at once).
     """
+    return _stabilise(settings, scores, as_of, rules, champion)
+
+
+def _stabilise(settings: Settings, scores: pd.DataFrame, as_of: date, rules: Rules, champion: registry.Champion) -> pd.DataFrame:
+    """The body of :func:`stabilise_categories` (also run per partition by :func:`score_partition`).
+
+    ``scores`` may be one partition's customers: the previous categories and
+    bill events are matched to them by (company_id, customer_id).
+    """
     rule = getattr(champion.model, "rule", None)
     if rule is None:  # a multiclass model registered before issue 11: no hysteresis
         return predict.stabilise_categories(scores, scores.iloc[0:0], scores.iloc[0:0], None, rules.hysteresis_margin)
@@ -124,6 +134,104 @@ def write_results(settings: Settings, scores: pd.DataFrame, as_of: date, model_v
         flow_run_id=flow_run_id,
         lock_wait_seconds=settings.write_lock_wait_seconds,
     )
+
+
+# ------------------------------------------------------------ partitioned scoring (settings.task_runner = "dask")
+def dask_task_runner(settings: Settings):
+    """The ``prefect_dask.DaskTaskRunner`` the settings describe.
+
+    ``settings.dask_address`` set: that running scheduler (a real cluster, workers on any hosts
+    that can reach the database and the model store).  Unset: a temporary ``distributed.LocalCluster``
+    of ``dask_workers`` workers x ``dask_threads_per_worker`` threads (``dask_processes``: processes
+    or threads of this process), without its dashboard (nothing listens on a port).
+    """
+    from prefect_dask import DaskTaskRunner
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "n_workers": settings.dask_workers,
+            "threads_per_worker": settings.dask_threads_per_worker,
+            "processes": settings.dask_processes,
+            "dashboard_address": None,
+        },
+    )
+
+
+@dataclass(frozen=True)
+class PartitionResult:
+    """What one partition of a partitioned run reports back (small: no customer rows)."""
+
+    partition: tuple[int, int]
+    customers: int
+    categories_held: int
+    category_counts: dict[str, int]
+    features_report: validation.ValidationReport
+    scores_report: validation.ValidationReport
+
+
+@task(name="score_partition", cache_policy=NO_CACHE)
+def score_partition(
+    settings: Settings,
+    as_of: date,
+    rules: Rules,
+    champion: registry.Champion,
+    partition: tuple[int, int],
+    staging: str,
+    flow_run_id: str,
+    scored_at: datetime,
+) -> PartitionResult:
+    """One partition of the daily run: the in-process steps on its customers, COPYed into ``staging``.
+
+    Features (:func:`payer_scoring.features.extract_features` and
+    ``add_customers_without_counted_bills`` with ``partition``), the
+    ``customer_features`` suite, prediction, hysteresis against the previous
+    run (its categories matched per customer), the ``customer_scores`` suite,
+    then :func:`payer_scoring.results.copy_to_staging` (its own transaction;
+    nothing is published until the flow's final swap).  Raises what those
+    steps raise (``ValidationFailed`` with its report).
+    """
+    engine = get_engine(settings)
+    frame = features.extract_features(
+        engine, as_of, rules, flow_run_id, horizon_days=settings.horizon_days, partition=partition
+    )
+    frame = features.add_customers_without_counted_bills(engine, as_of, rules, frame, flow_run_id, partition=partition)
+    features_report = validation.validate_frame(frame, "customer_features")
+    scores = predict.predict_categories(champion, frame, rules, threads=settings.model_threads)
+    scores = _stabilise(settings, scores, as_of, rules, champion)
+    scores_report = validation.validate_frame(scores, "customer_scores", {"features_row_count": len(frame)})
+    rows = results.copy_to_staging(
+        engine, staging, scores, as_of=as_of, model_version=champion.version, flow_run_id=flow_run_id, scored_at=scored_at
+    )
+    log.info("partition %d of %d: %d customers staged", partition[0], partition[1], rows)
+    return PartitionResult(
+        partition=partition,
+        customers=rows,
+        categories_held=int(scores["category_held"].sum()) if "category_held" in scores else 0,
+        category_counts={str(k): int(v) for k, v in scores["category"].value_counts().items()},
+        features_report=features_report,
+        scores_report=scores_report,
+    )
+
+
+@task(name="create_staging", cache_policy=NO_CACHE)
+def create_staging(settings: Settings, as_of: date) -> str:
+    """:func:`payer_scoring.results.create_staging` (the per-run table the partitions COPY into)."""
+    return results.create_staging(get_engine(settings), as_of)
+
+
+@task(name="publish_staging", cache_policy=NO_CACHE)
+def publish_staging(settings: Settings, staging: str, as_of: date) -> results.WriteSummary:
+    """:func:`payer_scoring.results.publish_staging` (one transaction; waits ``settings.write_lock_wait_seconds``)."""
+    return results.publish_staging(get_engine(settings), staging, as_of=as_of, lock_wait_seconds=settings.write_lock_wait_seconds)
+
+
+@task(name="drop_staging", cache_policy=NO_CACHE)
+def drop_staging(settings: Settings, staging: str) -> None:
+    """:func:`payer_scoring.results.drop_staging` (after the run, published or not)."""
+    results.drop_staging(get_engine(settings), staging)
 
 
 @task(name="publish_category_distribution", cache_policy=NO_CACHE)

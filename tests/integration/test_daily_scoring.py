@@ -252,3 +252,100 @@ def test_no_champion_fails_with_one_line_naming_the_train_command(scored_db, cli
     finally:
         with scored_db.begin() as conn:
             conn.execute(sa.text("UPDATE model_registry SET status = 'champion' WHERE version = :v"), {"v": champion})
+
+
+# ---------------------------------------------------------------- partitioned scoring on Dask (issue 14 #6)
+# A real distributed.LocalCluster of 2 workers (threads, not processes: 2 cores are shared) started
+# by prefect_dask.DaskTaskRunner.  Every stored value except the run's own scored_at / flow_run_id
+# must equal the single-process run's, the hysteresis against the previous run included.
+DASK_VALUES = CONTENT + ", reason_codes"
+
+
+def _values(engine) -> tuple[list, list]:
+    return tuple(
+        [tuple(tuple(v) if isinstance(v, list) else v for v in r) for r in _rows(engine, t, DASK_VALUES)]
+        for t in ("customer_categories", "customer_category_history")
+    )
+
+
+def _staging_tables(engine) -> list[str]:
+    with engine.connect() as conn:
+        return conn.execute(sa.text("SELECT tablename FROM pg_tables WHERE tablename LIKE 'results_staging%'")).scalars().all()
+
+
+def _use_dask(monkeypatch) -> None:
+    monkeypatch.setenv("PAYER_SCORING_TASK_RUNNER", "dask")
+    monkeypatch.setenv("PAYER_SCORING_DASK_PARTITIONS", "2")
+    monkeypatch.setenv("PAYER_SCORING_DASK_WORKERS", "2")
+    monkeypatch.setenv("PAYER_SCORING_DASK_PROCESSES", "false")
+
+
+def test_dask_run_in_two_partitions_gives_the_single_process_tables(scored_db, monkeypatch):
+    from payer_scoring.features import extract_features
+    from payer_scoring.results import rebuild_current
+
+    with scored_db.connect() as conn:  # a previous run to hold categories against (earlier tests wrote it)
+        previous = conn.execute(sa.text("SELECT max(as_of_date) FROM customer_category_history WHERE as_of_date < :t"), {"t": AS_OF}).scalar_one()
+    if previous != EARLIER:  # this test run alone
+        assert _run(EARLIER)[0].is_completed()
+    state, _ = _run(AS_OF)
+    single = state.result()
+    expected = _values(scored_db)
+    assert {r[8] for r in expected[0]} == {AS_OF} and {EARLIER, AS_OF} <= {r[8] for r in expected[1]}
+    # Back to the state before that run: its history partition dropped, current rows from the earlier runs.
+    rebuild_current(scored_db, EARLIER)
+    assert AS_OF not in {r[8] for r in _values(scored_db)[1]}
+
+    # Both partitions hold customers (the split is real), together exactly the whole run's.
+    settings, rules = get_settings(), load_rules()
+    parts = [extract_features(scored_db, AS_OF, rules, horizon_days=settings.horizon_days, partition=(i, 2)) for i in range(2)]
+    whole = extract_features(scored_db, AS_OF, rules, horizon_days=settings.horizon_days)
+    assert min(len(p) for p in parts) > 100 and sum(len(p) for p in parts) == len(whole)
+
+    _use_dask(monkeypatch)
+    get_settings.cache_clear()
+    state, run_id = _run(AS_OF)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert "score_partitions" in summary["seconds"] and "extract_features" not in summary["seconds"]
+    assert summary["customers_scored"] == single["customers_scored"] == len(expected[0])
+    got = _values(scored_db)
+    assert got[0] == expected[0]
+    assert got[1] == expected[1]
+    assert _staging_tables(scored_db) == []
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    assert sorted(r.name.rsplit("-", 1)[0] for r in runs if r.name.startswith("score_partition")) == ["score_partition"] * 2
+
+
+def test_dask_run_with_a_failed_partition_writes_nothing(scored_db, monkeypatch):
+    from payer_scoring import results
+    from payer_scoring.features import in_partition_sql
+
+    before = _snapshot(scored_db)
+    with scored_db.connect() as conn:
+        second = set(
+            conn.execute(
+                sa.text(f"SELECT DISTINCT customer_id FROM payments WHERE {in_partition_sql()}"),
+                {"partition_index": 1, "partition_count": 2},
+            ).scalars()
+        )
+    real_copy = results.copy_to_staging
+
+    def copy_failing_in_partition_1(engine, table, scores, **kw):
+        if scores["customer_id"].isin(second).any():
+            raise RuntimeError("partition 1 failed on purpose")
+        return real_copy(engine, table, scores, **kw)
+
+    monkeypatch.setattr(results, "copy_to_staging", copy_failing_in_partition_1)
+    _use_dask(monkeypatch)
+    get_settings.cache_clear()
+    state, _ = _run(date(2026, 6, 22))
+    assert state.is_failed()
+    with pytest.raises(RuntimeError, match="partition 1 failed on purpose"):
+        state.result()
+    assert _snapshot(scored_db) == before  # partition 0 had staged its rows: none reached the tables
+    assert _staging_tables(scored_db) == []

@@ -207,7 +207,7 @@ def _wait_for_blocked_writer(engine, child, seconds: float = 60) -> bool:
             blocked = conn.execute(
                 sa.text(
                     "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO customer_categories%'"
+                    "AND wait_event_type = 'Lock' AND (query LIKE '%INSERT INTO customer_categories%' OR query LIKE '%LOCK TABLE customer_categories %')"
                 )
             ).scalar_one()
             if blocked:

@@ -65,7 +65,7 @@ def test_load_sql_column_lists_are_the_stage_columns():
 
 
 def test_results_sql_is_built_from_the_declared_columns():
-    for name in ("stage", "current_upsert", "history_insert", "history_upsert"):
+    for name in ("current_build", "history_old_rows", "history_carry_over", "rebuild_current_build"):
         text = results_sql(name)
         assert "{" not in text, name
         for column in RESULT_COLUMNS:

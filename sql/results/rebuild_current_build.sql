@@ -1,7 +1,7 @@
 -- Each customer's latest history row on or before :as_of_date becomes its current row,
 -- with the scored_at / flow_run_id of the run that wrote it.
--- {columns}: payer_scoring/results.py column lists.
-INSERT INTO customer_categories
+-- Column lists: payer_scoring/results.py results_sql().
+INSERT INTO customer_categories_next
     ({columns}, as_of_date, model_version, scored_at, flow_run_id)
 SELECT DISTINCT ON (h.company_id, h.customer_id)
        {h_columns}, h.as_of_date, h.model_version, h.scored_at, h.flow_run_id
