@@ -80,13 +80,31 @@ def _descendants(pid: int) -> list[int]:
     return tree
 
 
+class _RetryTransport(httpx.HTTPTransport):
+    """Retry what Prefect's own client retries: 429/502/503 (the server answers 503
+    when its database is momentarily busy, e.g. on 2 loaded cores), with backoff."""
+
+    RETRY_STATUS = {429, 502, 503}
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(6):
+            response = super().handle_request(request)
+            if response.status_code not in self.RETRY_STATUS or attempt == 5:
+                return response
+            response.close()
+            time.sleep(min(2 ** attempt, 10))
+        raise AssertionError("unreachable")
+
+
 class _Api:
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=30)
+        self.http = httpx.Client(base_url=url, timeout=30, transport=_RetryTransport())
 
     def run(self, deployment: str, **parameters) -> dict:
         dep = self.http.get(f"/deployments/name/{deployment}").raise_for_status().json()
-        return self.http.post(f"/deployments/{dep['id']}/create_flow_run", json={"parameters": parameters}).raise_for_status().json()
+        # an idempotency key makes a retried POST return the run the first one created
+        body = {"parameters": parameters, "idempotency_key": f"test-{time.monotonic_ns()}"}
+        return self.http.post(f"/deployments/{dep['id']}/create_flow_run", json=body).raise_for_status().json()
 
     def flow_run(self, run_id: str) -> dict:
         return self.http.get(f"/flow_runs/{run_id}").raise_for_status().json()
