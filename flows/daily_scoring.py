@@ -147,9 +147,12 @@ def _score_partitioned(settings: Settings, as_of: date, rules, champion, run_id:
             wait(futures)  # every partition finishes (or fails) before anything is decided
             parts = [future.result() for future in futures]  # raises the first failed partition's error
         clock.seconds["score_partitions"] = round(time.perf_counter() - started, 3)
+        if not any(part.customers for part in parts):
+            raise ValueError(f"as of {as_of}: no customer to score in any of the {count} partitions")
         for part in parts:
-            checks.add(part.features_report)
-            checks.add(part.scores_report)
+            if part.customers:
+                checks.add(part.features_report)
+                checks.add(part.scores_report)
         logger.info(
             "scored %d customers in %d partitions (%s); %d categories held",
             sum(p.customers for p in parts), count, ", ".join(str(p.customers) for p in parts), sum(p.categories_held for p in parts),

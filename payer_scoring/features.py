@@ -83,43 +83,40 @@ def extract_features(
     quarantined in the scoring run ``exclude_run_id`` are left out (None:
     none).  ``horizon_days`` (the performance window H, days) sets the
     window of the n_upcoming_* features.  ``partition`` (index, count): only
-    the customers of that partition (:func:`in_partition_sql`), each row equal
-    to the whole run's; None: every customer.
+    the customers of that partition's companies (:func:`in_partition_sql`;
+    the filter is in the query's first scan), each row equal to the whole
+    run's; None: every customer.  Raises ValueError for a partition outside
+    0 <= index < count.
     """
     params = _params(as_of, rules, horizon_days=horizon_days, exclude_run_id=exclude_run_id)
-    sql = feature_sql(extra_bill=False)
-    if partition is not None:
-        sql, params = _partition_filter(sql, params, partition)
+    params = _partition_params(params, partition)
     with engine.connect() as conn:
-        frame = read_query_csv(conn, sql, params, text_columns=_TEXT_COLUMNS)
+        frame = read_query_csv(conn, feature_sql(extra_bill=False), params, text_columns=_TEXT_COLUMNS)
     return _typed(frame)
 
 
-# ---- BEGIN minimal partition filter (issue 14 #6, engineer D) -------------------------------------
-# Stand-in until the compact integer customer key (migration 0011, issue 14 #1) lands: at merge,
-# replace in_partition_sql/_partition_filter with `customer_key % count = index` and push the
-# filter into the feature query.  Here the whole query runs and only the partition's rows are
-# returned, so every value (the company aggregates too) equals the single-process run's.
 def in_partition_sql(alias: str = "") -> str:
-    """SQL condition: the row's customer is in partition ``:partition_index`` of ``:partition_count``.
+    """SQL condition: the row's company is in partition ``:partition_index`` of ``:partition_count``.
 
-    Partition of a customer: ``hashtext(company_id || '|' || customer_id)`` (PostgreSQL's
-    stable text hash, as bigint) modulo the count; every customer is in exactly one partition.
+    A partitioned run splits customers by company (``payer_company_partition``,
+    migration 0013, the one owner of the rule): each partition holds whole
+    companies, so its company aggregates equal the single-process run's.
     """
     a = f"{alias}." if alias else ""
-    return (
-        f"mod(abs(hashtext({a}company_id || '|' || {a}customer_id)::bigint), CAST(:partition_count AS bigint))"
-        " = CAST(:partition_index AS bigint)"
-    )
+    return f"payer_company_partition({a}company_id, CAST(:partition_count AS integer)) = CAST(:partition_index AS integer)"
 
 
-def _partition_filter(sql: str, params: dict, partition: tuple[int, int]) -> tuple[str, dict]:
+def _partition_params(params: dict, partition: tuple[int, int] | None) -> dict:
+    """``params`` with ``partition_index``/``partition_count`` set (None, None: every customer).
+
+    Raises ValueError unless ``partition`` is None or (index, count) with 0 <= index < count.
+    """
+    if partition is None:
+        return {**params, "partition_index": None, "partition_count": None}
     index, count = partition
     if not (isinstance(index, int) and isinstance(count, int) and count >= 1 and 0 <= index < count):
         raise ValueError(f"partition {partition!r}: expected (index, count) with 0 <= index < count")
-    wrapped = f"SELECT * FROM ({sql}) AS whole WHERE {in_partition_sql('whole')} ORDER BY company_id, customer_id"
-    return wrapped, {**params, "partition_index": index, "partition_count": count}
-# ---- END minimal partition filter ------------------------------------------------------------------
+    return {**params, "partition_index": index, "partition_count": count}
 
 
 @lru_cache(maxsize=2)
@@ -196,6 +193,8 @@ def _params(as_of: date, rules: Rules, *, horizon_days: int, exclude_run_id: str
         "exclude_run_id": exclude_run_id,
         "company_id": None,
         "customer_id": None,
+        "partition_index": None,
+        "partition_count": None,
     }
 
 
@@ -271,11 +270,9 @@ def add_customers_without_counted_bills(
     from :func:`extract_features`); their company columns equal the whole run's.
     """
     params = {**rules.sql_params(), "as_of": as_of, "exclude_run_id": exclude_run_id}
-    sql = read_sql("customers_without_counted_bills")
-    if partition is not None:
-        sql, params = _partition_filter(sql, params, partition)
+    params = _partition_params(params, partition)
     with engine.connect() as conn:
-        missing = pd.read_sql(sa.text(sql), conn, params=params)
+        missing = pd.read_sql(sa.text(read_sql("customers_without_counted_bills")), conn, params=params)
     if missing.empty:
         return features
     missing["company_id"] = missing["company_id"].astype(str)
@@ -295,30 +292,7 @@ def add_customers_without_counted_bills(
     rows["since_last_payment_days"] = tenure
     rows["since_last_late_days"] = tenure
     company_columns = [c for c in FEATURE_COLUMNS if c.startswith("company_")]
-    company = features.groupby("company_id")[company_columns].first()
-    if partition is not None:  # BEGIN/END minimal partition filter: companies whose counted customers are elsewhere
-        others = sorted(set(rows["company_id"]) - set(company.index))
-        if others:
-            company = pd.concat([company, _company_columns(engine, as_of, rules, exclude_run_id, others)])
+    company = features.groupby("company_id")[company_columns].first()  # a partition holds whole companies
     looked_up = company.reindex(rows["company_id"]).fillna(0.0).to_numpy()
     rows[company_columns] = looked_up
     return _typed(pd.concat([features, rows[ID_COLUMNS + FEATURE_COLUMNS]], ignore_index=True))
-
-
-def _company_columns(engine: Engine, as_of: date, rules: Rules, exclude_run_id: str | None, companies: list[str]) -> pd.DataFrame:
-    """The company_* feature columns of ``companies`` (index company_id), by the feature query per company.
-
-    Part of the minimal partition filter (issue 14 #6): a partition's customer without counted bills
-    gets its company's columns even when the company's counted customers are in other partitions.
-    The company columns do not depend on the horizon (the query's n_upcoming_* do), so any value serves.
-    """
-    company_columns = [c for c in FEATURE_COLUMNS if c.startswith("company_")]
-    found = []
-    for company_id in companies:
-        params = _params(as_of, rules, horizon_days=1, exclude_run_id=exclude_run_id)
-        params["company_id"] = company_id
-        with engine.connect() as conn:
-            frame = read_query_csv(conn, feature_sql(extra_bill=False), params, text_columns=_TEXT_COLUMNS)
-        if not frame.empty:
-            found.append(_typed(frame).groupby("company_id")[company_columns].first())
-    return pd.concat(found) if found else pd.DataFrame(columns=company_columns)

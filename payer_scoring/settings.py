@@ -58,7 +58,7 @@ class Settings(BaseSettings):
         default="in-process",
         description="in-process: one process scores every customer (default). dask: customers split into dask_partitions partitions scored on a Dask cluster (prefect-dask), swapped into place in one transaction.",
     )
-    dask_partitions: int = Field(default=2, ge=1, description="Partitions of the customers with task_runner=dask (customer key modulo this).")
+    dask_partitions: int = Field(default=2, ge=1, description="Partitions of the customers with task_runner=dask (whole companies: hash of the company id modulo this; SQL payer_company_partition).")
     dask_address: str | None = Field(
         default=None,
         description="Address of a running Dask scheduler (e.g. tcp://scheduler:8786) for a real cluster. Unset: a temporary LocalCluster of dask_workers workers on this machine.",

@@ -44,6 +44,10 @@
 --   :company_id text|NULL   only that company's bills (its company aggregates
 --                           need all its customers, so the filter is the company);
 --   :customer_id text|NULL  only that customer's row in the result;
+-- the partitioned daily run (task runner dask) uses two more, NULL otherwise:
+--   :partition_index, :partition_count integer|NULL  only the companies of
+--                           that partition (payer_company_partition, migration
+--                           0013; whole companies, so company aggregates are exact);
 -- and, to add one bill without writing it, the bills placeholder in `bill`
 -- below becomes the subquery of sql/customer_features_extra_bill.sql: the
 -- stored bills plus one row of bind parameters.  For the batch it is
@@ -77,6 +81,8 @@ WITH bill AS (
     ) d
     WHERE p.issue_date_dte <= CAST(:as_of AS date)
       AND (CAST(:company_id AS text) IS NULL OR p.company_id = CAST(:company_id AS text))
+      AND (CAST(:partition_count AS integer) IS NULL
+           OR payer_company_partition(p.company_id, CAST(:partition_count AS integer)) = CAST(:partition_index AS integer))
       AND payer_bill_counts(p.payment_status, CAST(:paid_statuses AS text[]), CAST(:open_statuses AS text[]),
                             CAST(:excluded_statuses AS text[]), CAST(:unknown_excluded AS boolean))
       AND NOT EXISTS (

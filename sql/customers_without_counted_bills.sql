@@ -4,8 +4,10 @@
 -- has no row for them; the daily run still gives each one a row (category
 -- `new`), so billing never has to guess (DESIGN.md, issue 11).
 --
--- Bind parameters: :as_of date, :exclude_run_id text|NULL and the rules'
--- parameters (payer_scoring.rules.Rules.sql_params).
+-- Bind parameters: :as_of date, :exclude_run_id text|NULL, :partition_index
+-- and :partition_count integer|NULL (only that partition's companies, as in
+-- sql/customer_features.sql) and the rules' parameters
+-- (payer_scoring.rules.Rules.sql_params).
 SELECT
     p.company_id,
     p.customer_id,
@@ -18,6 +20,8 @@ LEFT JOIN quarantined_payments q
       AND q.payment_number = p.payment_number
       AND q.installment = p.installment
 WHERE p.issue_date_dte <= CAST(:as_of AS date)
+  AND (CAST(:partition_count AS integer) IS NULL
+       OR payer_company_partition(p.company_id, CAST(:partition_count AS integer)) = CAST(:partition_index AS integer))
 GROUP BY p.company_id, p.customer_id
 HAVING NOT bool_or(payer_bill_counts(p.payment_status, CAST(:paid_statuses AS text[]), CAST(:open_statuses AS text[]),
                                      CAST(:excluded_statuses AS text[]), CAST(:unknown_excluded AS boolean))

@@ -168,8 +168,8 @@ class PartitionResult:
     customers: int
     categories_held: int
     category_counts: dict[str, int]
-    features_report: validation.ValidationReport
-    scores_report: validation.ValidationReport
+    features_report: validation.ValidationReport | None  # None: no company hashed into this partition
+    scores_report: validation.ValidationReport | None
 
 
 @task(name="score_partition", cache_policy=NO_CACHE)
@@ -191,13 +191,19 @@ def score_partition(
     run (its categories matched per customer), the ``customer_scores`` suite,
     then :func:`payer_scoring.results.copy_to_staging` (its own transaction;
     nothing is published until the flow's final swap).  Raises what those
-    steps raise (``ValidationFailed`` with its report).
+    steps raise (``ValidationFailed`` with its report).  A partition into
+    which no company hashes (few companies, many partitions) stages nothing
+    and reports 0 customers and no suite reports; the flow fails when every
+    partition is empty.
     """
     engine = get_engine(settings)
     frame = features.extract_features(
         engine, as_of, rules, flow_run_id, horizon_days=settings.horizon_days, partition=partition
     )
     frame = features.add_customers_without_counted_bills(engine, as_of, rules, frame, flow_run_id, partition=partition)
+    if frame.empty:
+        log.info("partition %d of %d: no company in it, nothing staged", partition[0], partition[1])
+        return PartitionResult(partition, 0, 0, {}, None, None)
     features_report = validation.validate_frame(frame, "customer_features")
     scores = predict.predict_categories(champion, frame, rules, threads=settings.model_threads)
     scores = _stabilise(settings, scores, as_of, rules, champion)

@@ -296,11 +296,14 @@ def test_dask_run_in_two_partitions_gives_the_single_process_tables(scored_db, m
     rebuild_current(scored_db, EARLIER)
     assert AS_OF not in {r[8] for r in _values(scored_db)[1]}
 
-    # Both partitions hold customers (the split is real), together exactly the whole run's.
+    # Both partitions hold customers (the split is real), together exactly the whole run's.  The split
+    # is by company (8 companies here), so the partitions are as uneven as the companies hashed into them.
     settings, rules = get_settings(), load_rules()
     parts = [extract_features(scored_db, AS_OF, rules, horizon_days=settings.horizon_days, partition=(i, 2)) for i in range(2)]
     whole = extract_features(scored_db, AS_OF, rules, horizon_days=settings.horizon_days)
-    assert min(len(p) for p in parts) > 100 and sum(len(p) for p in parts) == len(whole)
+    assert min(len(p) for p in parts) > 0 and sum(len(p) for p in parts) == len(whole)
+    company_sets = [set(p["company_id"]) for p in parts]
+    assert not company_sets[0] & company_sets[1]  # whole companies: each company in exactly one partition
 
     _use_dask(monkeypatch)
     get_settings.cache_clear()
@@ -349,3 +352,40 @@ def test_dask_run_with_a_failed_partition_writes_nothing(scored_db, monkeypatch)
         state.result()
     assert _snapshot(scored_db) == before  # partition 0 had staged its rows: none reached the tables
     assert _staging_tables(scored_db) == []
+
+
+def test_a_partition_without_companies_stages_nothing_and_a_full_one_stages_its_customers(scored_db):
+    """8 companies in 64 partitions: most partitions hold no company; such a partition stages no row
+    (it does not fail the run on the empty-features expectation), and one that holds companies stages
+    exactly their customers with a bill issued by the as-of date (counted independently here)."""
+    from datetime import datetime, timezone
+
+    from models.registry import load_champion
+    from payer_scoring import results
+    from payer_scoring.features import in_partition_sql
+    from tasks.scoring import score_partition
+
+    settings, rules, count = get_settings(), load_rules(), 64
+    with scored_db.connect() as conn:
+        used = set(conn.execute(sa.text("SELECT DISTINCT payer_company_partition(company_id, :n) FROM payments"), {"n": count}).scalars())
+    assert 0 < len(used) < count
+    empty, full = min(set(range(count)) - used), min(used)
+    champion = load_champion(scored_db, store=settings.model_store)
+    staging = results.create_staging(scored_db, AS_OF)
+    try:
+        scored_at = datetime.now(timezone.utc)
+        none = score_partition.fn(settings, AS_OF, rules, champion, (empty, count), staging, "test-partitions", scored_at)
+        with scored_db.connect() as conn:
+            assert conn.execute(sa.text(f"SELECT count(*) FROM {staging}")).scalar_one() == 0
+        some = score_partition.fn(settings, AS_OF, rules, champion, (full, count), staging, "test-partitions", scored_at)
+        with scored_db.connect() as conn:
+            staged = conn.execute(sa.text(f"SELECT count(*) FROM {staging}")).scalar_one()
+            expected = conn.execute(
+                sa.text(f"SELECT count(DISTINCT (company_id, customer_id)) FROM payments WHERE issue_date_dte <= :as_of AND {in_partition_sql()}"),
+                {"as_of": AS_OF, "partition_index": full, "partition_count": count},
+            ).scalar_one()
+    finally:
+        results.drop_staging(scored_db, staging)
+    assert (none.customers, none.features_report, none.category_counts) == (0, None, {})
+    assert some.customers == staged == expected > 0
+    assert sum(some.category_counts.values()) == expected
