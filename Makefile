@@ -39,7 +39,7 @@ lock: venv
 
 ## bench: daily scoring, retraining and loading at 100k, 300k and 1M customers against the database's floors
 ##        (README "Benchmark"); BENCH_ARGS="--sizes 100000" for the small size only
-BENCH_ARGS ?= --sizes 100000,300000,1000000 --reuse --keep-db --flows in-process
+BENCH_ARGS ?= --sizes 100000,300000,1000000 --reuse --keep-db --flows in-process,dask:1,dask:2 --flows-at 1000000
 bench: venv
 	$(BIN)/python benchmarks/run_benchmark.py $(BENCH_ARGS)
 

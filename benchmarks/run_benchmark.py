@@ -533,16 +533,17 @@ class TreeRssSampler(RssSampler):
 def runner_env(runner: str) -> dict[str, str]:
     """Settings (environment) that choose the daily flow's task runner: ``in-process`` or ``dask:<workers>``.
 
-    ``PAYER_SCORING_TASK_RUNNER`` / ``_DASK_WORKERS`` are the names of the
-    Dask runner's settings (branch i14-writeback, not merged yet); until then
-    every runner runs in-process.
+    ``dask:<W>``: a temporary LocalCluster of W single-threaded worker
+    processes and W partitions (``PAYER_SCORING_DASK_WORKERS`` and
+    ``_DASK_PARTITIONS``), so each worker scores one partition.  Raises
+    SystemExit for any other text.
     """
     if runner == "in-process":
         return {"PAYER_SCORING_TASK_RUNNER": "in-process"}
     kind, _, workers = runner.partition(":")
     if kind != "dask" or not workers.isdigit():
         raise SystemExit(f"--flows: '{runner}' is not in-process or dask:<workers>")
-    return {"PAYER_SCORING_TASK_RUNNER": "dask", "PAYER_SCORING_DASK_WORKERS": workers}
+    return {"PAYER_SCORING_TASK_RUNNER": "dask", "PAYER_SCORING_DASK_WORKERS": workers, "PAYER_SCORING_DASK_PARTITIONS": workers}
 
 
 def child_flow(facts: dict) -> dict:

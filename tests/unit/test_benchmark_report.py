@@ -103,7 +103,10 @@ def test_linearity_is_the_spread_of_seconds_per_customer():
 
 def test_runner_env():
     assert bench.runner_env("in-process") == {"PAYER_SCORING_TASK_RUNNER": "in-process"}
-    assert bench.runner_env("dask:2") == {"PAYER_SCORING_TASK_RUNNER": "dask", "PAYER_SCORING_DASK_WORKERS": "2"}
+    # one partition per worker, so dask:1 and dask:2 each score every partition at once
+    assert bench.runner_env("dask:2") == {
+        "PAYER_SCORING_TASK_RUNNER": "dask", "PAYER_SCORING_DASK_WORKERS": "2", "PAYER_SCORING_DASK_PARTITIONS": "2"
+    }
     with pytest.raises(SystemExit):
         bench.runner_env("ray:2")
 
